@@ -143,6 +143,30 @@ class Entry(models.Model):
         return self.question, self.answer
 
 
+class Example(models.Model):
+    """A labelled customer phrasing: it asks for ``entry``, or for nothing we cover (entry is None).
+
+    Examples come from an examples file (`evaluate --examples`, `ingest-examples`) or from the learning
+    loop (confirmed conversations). In-scope ones are indexed as extra phrasings of their entry; all of
+    them train the routing model's head.
+    """
+
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="examples")
+    entry = models.ForeignKey(Entry, null=True, blank=True, on_delete=models.CASCADE, related_name="examples")
+    text = models.TextField()
+    origin = models.CharField(max_length=50, default="file", help_text="file, conversation, agent, ...")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["knowledge_base", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["knowledge_base", "entry", "text"], name="unique_example_text"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
 class RoutingVersion(models.Model):
     """A trained and calibrated routing model of one knowledge base; exactly one is active."""
 

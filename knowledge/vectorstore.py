@@ -49,6 +49,12 @@ def _connect(url: str, path: str) -> ClientAPI:
     return chromadb.PersistentClient(path=path, settings=chroma_settings)
 
 
+def forget_client(url: str, path: str) -> None:
+    """Drop a cached client (a throw-away index whose folder is about to be deleted)."""
+    with _lock:
+        _clients.pop((url, str(path)), None)
+
+
 def heartbeat() -> None:
     try:
         get_client().heartbeat()

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "chat.cors.WidgetCorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -138,6 +139,16 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIN
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# Rate-limit counters must be shared by all web processes in production: CACHE_URL=redis://...
+CACHE_URL = env_url("CACHE_URL", "", ("redis", "rediss"))
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- E-mail (tickets answered by e-mail outside business hours) -------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -155,6 +166,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     if CELERY_BROKER_URL.startswith("filesystem://")
     else {}
 )
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_FOLDER.mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
@@ -182,7 +195,7 @@ RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 # The routing decision answers only when P(correct) reaches the threshold the calibration routine
 # chose for this wrong-answer rate; CONFIDENCE_THRESHOLD is the fallback before any calibration.
 TARGET_WRONG_ANSWER_RATE = env_float("TARGET_WRONG_ANSWER_RATE", 0.05, minimum=0.0, maximum=1.0)
-CONFIDENCE_THRESHOLD = env_float("CONFIDENCE_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
+CONFIDENCE_THRESHOLD = env_float("CONFIDENCE_THRESHOLD", 0.8, minimum=0.0, maximum=1.0)
 
 # --- Chat: LLM backend, limits, business hours ------------------------------------------------
 LLM_BACKEND = env_choice("LLM_BACKEND", "extractive", ("extractive", "llamacpp", "openai"))

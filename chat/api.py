@@ -1,0 +1,240 @@
+"""The widget's JSON API. Thin: validate, authorise, call actions, shape the response.
+
+Errors always look like ``{"error": {"code": ..., "message": ...}}`` with a fitting status; the
+conversation's secret token (``Authorization: Bearer``) replaces cookies, hence ``csrf_exempt``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from functools import wraps
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import BaseModel, ValidationError
+
+from chat import actions, ratelimit
+from chat.errors import ChatError, InvalidRequest, NotFound
+from chat.models import Conversation, Message
+from chat.schemas import Feedback, Handoff, PostMessage, StartConversation
+from chat.serializers import PUBLIC_ROLES, conversation_dict, message_dict
+from chat.turns import respond
+from knowledge.models import KnowledgeBase
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+B = TypeVar("B", bound=BaseModel)
+
+MAX_BODY_BYTES = 64 * 1024
+EVENTS_WINDOW_S = 25.0
+EVENTS_POLL_S = 0.4
+
+
+def error_response(code: str, message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def api(methods: tuple[str, ...]) -> Callable[[View], View]:
+    """Method check, rate limit per client IP, and every failure as the one JSON error shape."""
+
+    def decorate(view: View) -> View:
+        @csrf_exempt
+        @wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                return error_response("method_not_allowed", f"Use {' or '.join(methods)}.", 405)
+            try:
+                await sync_to_async(ratelimit.hit)("ip", client_ip(request), settings.CHAT_IP_RATE_LIMIT_PER_MINUTE)
+                return await view(request, *args, **kwargs)
+            except ChatError as exc:
+                return error_response(exc.code, exc.message, exc.status)
+            except Exception:
+                logger.exception("API error", extra={"path": request.path})
+                return error_response("internal_error", "Something went wrong on our side. Please try again.", 500)
+
+        return wrapper
+
+    return decorate
+
+
+def client_ip(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def parse(request: HttpRequest, schema: type[B]) -> B:
+    if len(request.body) > MAX_BODY_BYTES:
+        raise ChatError(f"The request body is larger than {MAX_BODY_BYTES // 1024} kB.", code="too_large", status=413)
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidRequest(f"{where}: {first['msg']}") from None
+
+
+def bearer(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+async def conversation_for(request: HttpRequest, conversation_id: str) -> Conversation:
+    conversation = await sync_to_async(actions.authorised_conversation)(conversation_id, bearer(request))
+    await sync_to_async(ratelimit.hit)("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_PER_MINUTE * 3)
+    return conversation
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def sse_response(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass tokens through as they come
+    return response
+
+
+# --- endpoints -----------------------------------------------------------------------------------
+@api(("GET",))
+async def widget_config(request: HttpRequest) -> HttpResponseBase:
+    slug = request.GET.get("kb", "default")
+    kb = await KnowledgeBase.objects.filter(slug=slug).afirst()
+    if kb is None:
+        raise NotFound(f"There is no knowledge base called {slug!r}.")
+    return JsonResponse(
+        {
+            "kb": kb.slug,
+            "title": kb.name,
+            "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "greeting": {
+                "es": f"¡Hola! Soy el asistente de {kb.name}. ¿En qué te ayudo?",
+                "en": f"Hi! I'm the {kb.name} assistant. How can I help?",
+            },
+            "color": "#0b5fff",
+        }
+    )
+
+
+@api(("POST",))
+async def start(request: HttpRequest) -> HttpResponseBase:
+    data = parse(request, StartConversation)
+    conversation, token = await sync_to_async(actions.start_conversation)(data)
+    return JsonResponse(
+        {"id": str(conversation.pk), "token": token, "status": conversation.status, "language": conversation.language},
+        status=201,
+    )
+
+
+@api(("GET",))
+async def detail(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
+    conversation = await conversation_for(request, conversation_id)
+    queue = await sync_to_async(actions.queue_info)(conversation)
+    return JsonResponse(await sync_to_async(conversation_dict)(conversation, queue))
+
+
+@api(("POST",))
+async def post_message(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
+    conversation = await conversation_for(request, conversation_id)
+    data = parse(request, PostMessage)
+    await sync_to_async(ratelimit.hit)("messages", str(conversation.pk), settings.CHAT_RATE_LIMIT_PER_MINUTE)
+    message, _ = await sync_to_async(actions.add_customer_message)(conversation, data.text, data.client_id)
+    turn = respond(conversation, message)
+
+    if "text/event-stream" in request.headers.get("Accept", ""):
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                async for event, payload in turn:
+                    yield sse(event, payload)
+            except Exception:  # the turn already escalates on model/store failures; this is the last resort
+                logger.exception("stream failed", extra={"conversation": conversation_id})
+                yield sse("error", {"code": "internal_error", "message": "Something went wrong; please retry."})
+                return
+            yield sse("done", {})
+
+        return sse_response(stream())
+
+    events = [(event, payload) async for event, payload in turn]
+    replies = [payload for event, payload in events if event == "message"]
+    status = next((payload for event, payload in reversed(events) if event == "status"), None)
+    return JsonResponse(
+        {"message": message_dict(message), "replies": replies, "status": status or {"status": conversation.status}},
+        status=201,
+    )
+
+
+@api(("GET",))
+async def events(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
+    """New public messages and status changes, as SSE, for up to EVENTS_WINDOW_S; the widget reconnects."""
+    conversation = await conversation_for(request, conversation_id)
+    try:
+        after = int(request.GET.get("after", "0"))
+    except ValueError:
+        raise InvalidRequest("after: must be a message id (an integer)") from None
+
+    def fresh(last_id: int) -> list[Message]:
+        return list(
+            conversation.messages.filter(id__gt=last_id, role__in=PUBLIC_ROLES).select_related("author").order_by("id")
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        last_id, last_status = after, conversation.status
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EVENTS_WINDOW_S
+        yield b": connected\n\n"
+        while loop.time() < deadline:
+            for message in await sync_to_async(fresh)(last_id):
+                last_id = message.pk
+                yield sse("message", message_dict(message))
+            current = (
+                await Conversation.objects.filter(pk=conversation.pk).values_list("status", flat=True).afirst()
+            ) or last_status
+            if current != last_status:
+                last_status = current
+                queue = await sync_to_async(actions.queue_info)(conversation)
+                yield sse("status", {"status": current, "queue": queue})
+            await asyncio.sleep(EVENTS_POLL_S)
+        yield sse("done", {})
+
+    return sse_response(stream())
+
+
+@api(("POST",))
+async def feedback(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponseBase:
+    conversation = await conversation_for(request, conversation_id)
+    data = parse(request, Feedback)
+    message, notice = await sync_to_async(actions.give_feedback)(conversation, message_id, data.helpful)
+    await sync_to_async(conversation.refresh_from_db)()
+    return JsonResponse(
+        {
+            "message": message_dict(message),
+            "status": conversation.status,
+            "notice": message_dict(notice) if notice else None,
+        }
+    )
+
+
+@api(("POST",))
+async def handoff(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
+    conversation = await conversation_for(request, conversation_id)
+    parse(request, Handoff)
+    _, notice = await sync_to_async(actions.request_handoff)(conversation)
+    queue = await sync_to_async(actions.queue_info)(conversation)
+    return JsonResponse({"status": Conversation.Status.WAITING, "queue": queue, "notice": message_dict(notice)})
+
+
+async def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    return error_response("not_found", "No such API endpoint.", 404)

@@ -1,0 +1,47 @@
+"""Business hours ("mon-fri 09:00-18:00; sat 10:00-14:00"): are agents expected online now?"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from functools import lru_cache
+
+from django.conf import settings
+from django.utils import timezone
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_PART = re.compile(
+    r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})$"
+)
+
+
+class BadBusinessHours(ValueError):
+    pass
+
+
+@lru_cache(maxsize=8)
+def parse(spec: str) -> dict[int, list[tuple[time, time]]]:
+    """Weekday (0 = Monday) → open intervals. "always" means 24/7."""
+    spec = spec.strip().lower()
+    if spec in {"always", "24/7"}:
+        return {day: [(time(0, 0), time(23, 59, 59))] for day in range(7)}
+    opening: dict[int, list[tuple[time, time]]] = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        match = _PART.match(part)
+        if not match:
+            raise BadBusinessHours(f"BUSINESS_HOURS part {part!r} is not like 'mon-fri 09:00-18:00'")
+        start, end = (time.fromisoformat(match[g].zfill(5)) for g in ("start", "end"))
+        for days in match["days"].split(","):
+            first, _, last = days.partition("-")
+            if first not in DAYS or (last and last not in DAYS):
+                raise BadBusinessHours(f"BUSINESS_HOURS: unknown day in {days!r}")
+            span = range(DAYS.index(first), DAYS.index(last or first) + 1)
+            for day in span:
+                opening.setdefault(day, []).append((start, end))
+    return opening
+
+
+def is_open(at: datetime | None = None, spec: str | None = None) -> bool:
+    local = timezone.localtime(at or timezone.now())
+    intervals = parse(spec if spec is not None else settings.BUSINESS_HOURS).get(local.weekday(), [])
+    return any(start <= local.time() <= end for start, end in intervals)

@@ -1,0 +1,992 @@
+/*
+ * Customer support chat widget. One tag on any site, no dependencies, no build step:
+ *
+ *   <script src="https://SUPPORT_HOST/static/chat/widget.js" data-title="Help" data-color="#0b5fff"
+ *           data-greeting="Hi!" data-lang="es|en|auto" data-position="right|left" data-kb="default" defer></script>
+ *
+ * The API base is the script's own origin unless data-api says otherwise. Everything is drawn inside a
+ * Shadow DOM so the host page's styles and ours never meet. Message text only ever reaches the page as
+ * text nodes (see renderMarkdown): never through innerHTML.
+ */
+(() => {
+  "use strict";
+
+  const script = document.currentScript || document.querySelector('script[src*="chat/widget.js"]');
+  if (!script) return;
+  const ds = script.dataset;
+  const kb = ds.kb || "default";
+  const mountedKey = `__supportChat:${kb}`;
+  if (window[mountedKey]) return; // the tag was pasted twice
+  window[mountedKey] = true;
+
+  const REPLY_IDLE_TIMEOUT_MS = 30000; // the typing indicator never outlives this much silence
+  const EVENTS_IDLE_TIMEOUT_MS = 60000; // the server closes the events stream after ~25 s
+  const DEFAULT_COLOR = "#0b5fff";
+  const PEOPLE = ["waiting_for_agent", "with_agent"];
+
+  const apiBase = (() => {
+    try {
+      return ds.api ? new URL(ds.api, location.href).href.replace(/\/+$/, "") : new URL(script.src, location.href).origin;
+    } catch {
+      return location.origin;
+    }
+  })();
+
+  const pick = (code) => (String(code || "").toLowerCase().startsWith("es") ? "es" : "en");
+  const langAttr = (ds.lang || "auto").toLowerCase();
+  const explicitLang = langAttr === "es" || langAttr === "en" ? langAttr : null;
+  const lang = explicitLang || pick(document.documentElement.lang || navigator.language);
+
+  const STRINGS = {
+    en: {
+      open: "Open support chat",
+      openUnread: (n) => `Open support chat (${n} new)`,
+      close: "Close chat",
+      title: "Help",
+      greeting: "Hi! How can we help you today? You can write in English or Spanish.",
+      placeholder: "Write your message…",
+      input: "Your message",
+      send: "Send",
+      newChat: "Start a new conversation",
+      human: "Talk to a person",
+      typing: "Typing…",
+      sources: "Sources",
+      feedback: "Was this answer helpful?",
+      helpful: "Helpful",
+      notHelpful: "Not helpful",
+      thanks: "Thanks for your feedback!",
+      retry: "Retry",
+      lost: "Connection lost.",
+      slow: "The reply is taking too long.",
+      error: "Something went wrong. Please try again.",
+      busy: "Too many messages. Please wait a moment and try again.",
+      down: "The chat is temporarily unavailable. Please try again in a few minutes.",
+      loadError: "We couldn't load your conversation.",
+      tooLong: (n) => `Your message is too long: the limit is ${n} characters.`,
+      queue: (p, w) => `You are number ${p} in the queue` + (w ? `, about ${w} min to wait.` : "."),
+      waiting: "Waiting for a person to join…",
+      byEmail: "Our team is offline right now: we will answer you by e-mail.",
+      withAgent: "You are chatting with a person.",
+      resolved: "This conversation is closed. Write again if you need anything else.",
+      you: "You",
+      bot: "Assistant",
+      staff: "Support team",
+      person: "a person from our team",
+    },
+    es: {
+      open: "Abrir el chat de ayuda",
+      openUnread: (n) => `Abrir el chat de ayuda (${n} nuevos)`,
+      close: "Cerrar el chat",
+      title: "Ayuda",
+      greeting: "¡Hola! ¿En qué podemos ayudarte? Puedes escribir en español o en inglés.",
+      placeholder: "Escribe tu mensaje…",
+      input: "Tu mensaje",
+      send: "Enviar",
+      newChat: "Empezar una conversación nueva",
+      human: "Hablar con una persona",
+      typing: "Escribiendo…",
+      sources: "Fuentes",
+      feedback: "¿Te ha servido esta respuesta?",
+      helpful: "Me ha servido",
+      notHelpful: "No me ha servido",
+      thanks: "¡Gracias por tu opinión!",
+      retry: "Reintentar",
+      lost: "Se ha perdido la conexión.",
+      slow: "La respuesta está tardando demasiado.",
+      error: "Algo ha fallado. Inténtalo de nuevo.",
+      busy: "Demasiados mensajes. Espera un momento y vuelve a intentarlo.",
+      down: "El chat no está disponible ahora mismo. Inténtalo de nuevo en unos minutos.",
+      loadError: "No hemos podido cargar tu conversación.",
+      tooLong: (n) => `Tu mensaje es demasiado largo: el límite es de ${n} caracteres.`,
+      queue: (p, w) => `Eres el número ${p} en la cola` + (w ? `; espera aproximada: ${w} min.` : "."),
+      waiting: "Esperando a que se una una persona…",
+      byEmail: "Ahora no hay nadie disponible: te responderemos por correo electrónico.",
+      withAgent: "Estás hablando con una persona.",
+      resolved: "Esta conversación está cerrada. Escríbenos de nuevo si necesitas algo más.",
+      you: "Tú",
+      bot: "Asistente",
+      staff: "Equipo de soporte",
+      person: "persona del equipo",
+    },
+  };
+  const t = STRINGS[lang];
+
+  // --- Colours: text on the accent and links always meet WCAG AA (4.5:1) -------------------------
+  const parseHex = (c) => {
+    const m = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(String(c || "").trim());
+    if (!m) return null;
+    const s = m[1].length === 3 ? m[1].replace(/./g, "$&$&") : m[1];
+    return [0, 2, 4].map((i) => parseInt(s.slice(i, i + 2), 16));
+  };
+  const luminance = (rgb) => {
+    const [r, g, b] = rgb.map((v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const contrast = (a, b) => {
+    const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
+  const toHex = (rgb) => "#" + rgb.map((v) => Math.round(v).toString(16).padStart(2, "0")).join("");
+  const palette = (color) => {
+    const rgb = parseHex(color) || parseHex(DEFAULT_COLOR);
+    const white = [255, 255, 255];
+    const ink = [26, 26, 26];
+    let link = rgb;
+    while (contrast(link, [238, 240, 243]) < 4.6) link = link.map((v) => v * 0.9); // on the bot bubble
+    return {
+      "--accent": toHex(rgb),
+      "--on": contrast(rgb, white) >= contrast(rgb, ink) ? "#fff" : "#1a1a1a",
+      "--link": toHex(link),
+    };
+  };
+
+  // --- DOM helpers ---------------------------------------------------------------------------------
+  const h = (tag, attrs, ...kids) => {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v == null || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const kid of kids) if (kid != null) el.append(kid); // strings become text nodes
+    return el;
+  };
+  const ICONS = {
+    chat: "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z",
+    close: "M6 6l12 12M18 6L6 18",
+    renew: "M4 12a8 8 0 0 1 14-5.3M20 4v4h-4M20 12a8 8 0 0 1-14 5.3M4 20v-4h4",
+    send: "M4 12l16-8-6 16-2-7z",
+    up: "M7 11v9H4v-9zM7 11l4-8a2 2 0 0 1 3 2l-1 5h6a2 2 0 0 1 2 2l-2 7a2 2 0 0 1-2 1H7",
+    down: "M7 13V4H4v9zM7 13l4 8a2 2 0 0 0 3-2l-1-5h6a2 2 0 0 0 2-2l-2-7a2 2 0 0 0-2-1H7",
+  };
+  const icon = (name) => {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", ICONS[name]);
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("stroke-linecap", "round");
+    path.setAttribute("stroke-linejoin", "round");
+    svg.append(path);
+    return svg;
+  };
+
+  // --- Light Markdown, built as DOM nodes ------------------------------------------------------------
+  const safeUrl = (raw) => {
+    try {
+      const url = new URL(raw);
+      return ["http:", "https:", "mailto:"].includes(url.protocol) ? url.href : null;
+    } catch {
+      return null;
+    }
+  };
+  const link = (url, label) => {
+    const href = safeUrl(url);
+    return href ? h("a", { href, target: "_blank", rel: "noopener noreferrer" }, label) : document.createTextNode(label);
+  };
+  const INLINE =
+    /\[([^\]\n]+)\]\(\s*([^)\s]+)\s*\)|\*\*(\S(?:.*?\S)?)\*\*|\*([^*\s](?:[^*]*?[^*\s])?)\*|((?:https?:\/\/|mailto:)[^\s<>"]*[^\s<>"().,;:!?'\]])/g;
+  const renderInline = (text, into) => {
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > last) into.append(text.slice(last, m.index));
+      if (m[1] !== undefined) into.append(link(m[2], m[1]));
+      else if (m[3] !== undefined) into.append(renderInline(m[3], h("strong")));
+      else if (m[4] !== undefined) into.append(renderInline(m[4], h("em")));
+      else into.append(link(m[5], m[5]));
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) into.append(text.slice(last));
+    return into;
+  };
+  const renderMarkdown = (text, into) => {
+    into.textContent = "";
+    let para = null;
+    let list = null;
+    for (const line of String(text ?? "").replace(/\r\n?/g, "\n").split("\n")) {
+      if (!line.trim()) {
+        para = list = null;
+        continue;
+      }
+      const bullet = /^\s*[-*•]\s+(.*)$/.exec(line);
+      const numbered = bullet ? null : /^\s*(\d{1,4})[.)]\s+(.*)$/.exec(line);
+      if (bullet || numbered) {
+        const tag = bullet ? "ul" : "ol";
+        if (!list || list.tagName.toLowerCase() !== tag) {
+          list = into.appendChild(h(tag, numbered && numbered[1] !== "1" ? { start: numbered[1] } : null));
+        }
+        list.append(renderInline(bullet ? bullet[1] : numbered[2], h("li")));
+        para = null;
+        continue;
+      }
+      list = null;
+      if (para) para.append(h("br"));
+      else para = into.appendChild(h("p"));
+      renderInline(line, para);
+    }
+    return into;
+  };
+
+  // --- Storage: {id, token, status, open} per API origin and knowledge base ---------------------------
+  const storeKey = `support-chat:v1:${apiBase}:${kb}`;
+  const load = () => {
+    try {
+      const v = JSON.parse(localStorage.getItem(storeKey) || "null");
+      return v && typeof v.id === "string" && typeof v.token === "string" ? v : null;
+    } catch {
+      return null;
+    }
+  };
+  const saved = load();
+  const state = {
+    id: saved?.id || null,
+    token: saved?.token || null,
+    status: saved?.status || "bot",
+    wasOpen: !!saved?.open,
+    open: false,
+    busy: false,
+    loaded: false,
+    history: null,
+    max: 2000,
+    unread: 0,
+    lastId: 0,
+    deferred: [],
+    poll: null,
+  };
+  const save = () => {
+    try {
+      if (state.id) {
+        const v = { id: state.id, token: state.token, status: state.status, open: state.open };
+        localStorage.setItem(storeKey, JSON.stringify(v));
+      } else localStorage.removeItem(storeKey);
+    } catch {
+      /* storage blocked (private mode, sandboxed frame): the chat still works for this page */
+    }
+  };
+
+  // --- HTTP ---------------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message || code);
+      this.status = status;
+      this.code = code;
+      this.human = message;
+    }
+  }
+  const api = async (path, { method = "GET", body, auth = true, signal, stream = false } = {}) => {
+    const headers = { Accept: stream ? "text/event-stream" : "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
+    const res = await fetch(apiBase + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      mode: "cors",
+      cache: "no-store",
+      signal,
+    });
+    if (!res.ok) {
+      let error = {};
+      try {
+        error = (await res.json()).error || {};
+      } catch {
+        /* not our JSON (a proxy's HTML page): fall back to a message chosen by status */
+      }
+      throw new ApiError(res.status, String(error.code || `http_${res.status}`), String(error.message || ""));
+    }
+    return stream ? res : res.json();
+  };
+  const humanError = (err, fallback = t.error) => {
+    if (err instanceof ApiError) {
+      const msg = err.human;
+      if (msg && msg.length <= 400 && !/Traceback|File "|Exception:/.test(msg)) return msg;
+      if (err.status === 429) return t.busy;
+      if (err.status === 503) return t.down;
+      if (err.status === 413) return t.tooLong(state.max);
+      return t.error;
+    }
+    return fallback;
+  };
+  const gone = (err) => err instanceof ApiError && [401, 403, 404].includes(err.status);
+
+  /** Reads a Server-Sent Events body; onEvent returning false stops early. Returns true if stopped so. */
+  const readEvents = async (res, onEvent, onActivity) => {
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return false;
+        onActivity();
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = /\r?\n\r?\n/.exec(buffer))) {
+          const block = buffer.slice(0, end.index);
+          buffer = buffer.slice(end.index + end[0].length);
+          let event = "message";
+          const data = [];
+          for (const line of block.split(/\r?\n/)) {
+            if (!line || line[0] === ":") continue; // comments keep the connection alive
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event = value;
+            else if (field === "data") data.push(value);
+          }
+          if (!data.length) continue;
+          let payload;
+          try {
+            payload = JSON.parse(data.join("\n"));
+          } catch {
+            continue;
+          }
+          if (onEvent(event, payload) === false) return true;
+        }
+      }
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+  };
+
+  // --- The interface --------------------------------------------------------------------------------------
+  const CSS = `
+:host{all:initial}
+*{box-sizing:border-box}
+.root{position:fixed;bottom:20px;right:20px;z-index:2147483000;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1a1a1a;text-align:left}
+.root.left{right:auto;left:20px}
+button{font:inherit;cursor:pointer}
+:focus-visible{outline:3px solid var(--link);outline-offset:2px}
+.launcher{width:60px;height:60px;border-radius:50%;border:0;background:var(--accent);color:var(--on);box-shadow:0 4px 16px rgba(0,0,0,.28);display:grid;place-items:center;position:relative;transition:transform .15s}
+.launcher:hover{transform:scale(1.05)}
+.launcher svg{width:28px;height:28px}
+.launcher:focus-visible{outline-offset:3px}
+.badge{position:absolute;top:-3px;right:-3px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#c62828;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center}
+.badge:empty{display:none}
+.panel{position:absolute;bottom:76px;right:0;width:384px;max-width:calc(100vw - 40px);height:620px;max-height:calc(100vh - 116px);background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden}
+.left .panel{right:auto;left:0}
+.panel[hidden]{display:none}
+header{background:var(--accent);color:var(--on);padding:10px 8px 10px 18px;display:flex;align-items:center;gap:2px;flex:none}
+h2{font-size:17px;line-height:1.3;margin:0;flex:1;font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.icon{background:transparent;border:0;color:inherit;width:40px;height:40px;border-radius:10px;display:grid;place-items:center}
+.icon:hover{background:rgba(127,127,127,.25)}
+.icon svg{width:20px;height:20px}
+header :focus-visible{outline-color:var(--on);outline-offset:-3px}
+.log{flex:1;overflow-y:auto;padding:16px 14px;display:flex;flex-direction:column;gap:12px;background:#f7f8fa;overscroll-behavior:contain}
+.msg{display:flex;flex-direction:column;max-width:86%;align-items:flex-start;align-self:flex-start}
+.msg.customer{align-self:flex-end;align-items:flex-end}
+.bubble{padding:9px 13px;border-radius:16px;background:#eef0f3;overflow-wrap:anywhere;min-width:0}
+.customer .bubble{background:var(--accent);color:var(--on);border-bottom-right-radius:4px;white-space:pre-wrap}
+.bot .bubble,.agent .bubble{border-bottom-left-radius:4px}
+.agent .bubble{background:#fff;border:1px solid #c9ced5}
+.bubble a{color:var(--link);text-decoration:underline}
+.customer .bubble a{color:inherit}
+.bubble p{margin:0}
+.bubble>*+*{margin-top:6px}
+.bubble ul,.bubble ol{margin-bottom:0;padding-left:22px}
+.who{font-size:12.5px;color:#4a4f57;margin:0 4px 3px;font-weight:600}
+.msg.system{align-self:center;max-width:94%;text-align:center;align-items:center;font-size:13.5px;color:#4a4f57}
+.system .bubble{background:transparent;padding:2px 8px;font-style:italic}
+.pending .bubble{opacity:.72}
+.src{font-size:13px;margin:6px 4px 0;color:#4a4f57;display:flex;gap:6px;flex-wrap:wrap}
+.src ul{list-style:none;margin:0;padding:0;display:contents}
+.src li::before{content:"↗ "}
+.src a{color:var(--link)}
+.fb{display:flex;gap:2px;margin:3px 0 0;align-items:center;font-size:12.5px;color:#4a4f57}
+.fb button{background:transparent;border:1px solid transparent;border-radius:8px;width:32px;height:30px;color:#4a4f57;display:grid;place-items:center}
+.fb button:hover{background:#eef0f3}
+.fb button[aria-pressed=true]{color:var(--link);border-color:currentColor}
+.fb button:disabled{cursor:default}
+.fb svg{width:16px;height:16px}
+.typing{display:flex;gap:5px;padding:14px 15px}
+.typing i{width:7px;height:7px;border-radius:50%;background:#6b717a;animation:dot 1.2s infinite}
+.typing i:nth-child(2){animation-delay:.15s}.typing i:nth-child(3){animation-delay:.3s}
+@keyframes dot{0%,60%,100%{opacity:.35;transform:none}30%{opacity:1;transform:translateY(-3px)}}
+@media (prefers-reduced-motion:reduce){.typing i{animation:none}.launcher{transition:none}}
+.err{align-self:stretch;background:#fdecea;color:#8a1c14;border-radius:12px;padding:8px 10px 8px 14px;font-size:14px;display:flex;align-items:center;gap:10px;justify-content:space-between}
+.err button,.human{background:#fff;border:1px solid currentColor;color:inherit;border-radius:999px;padding:5px 14px;font-size:13.5px;font-weight:600;white-space:nowrap}
+.banner{padding:8px 16px;background:#fff6d6;color:#4d3800;font-size:13.5px;border-top:1px solid #efdc9a;flex:none}
+.banner:empty{display:none}
+.bar{display:flex;justify-content:center;padding:8px 12px 0;background:#fff;border-top:1px solid #e3e6ea;flex:none}
+.human{color:#1a1a1a;border-color:#8a9099}
+.human:hover{background:#f3f4f6}
+.human[hidden]{display:none}
+form{display:flex;gap:8px;padding:8px 12px 2px;background:#fff;align-items:flex-end;margin:0;flex:none}
+textarea{flex:1;resize:none;border:1px solid #767c85;border-radius:12px;padding:9px 12px;font:inherit;color:#1a1a1a;background:#fff;max-height:132px;min-height:42px;height:42px;margin:0}
+textarea::placeholder{color:#6b717a}
+textarea:focus-visible{outline-offset:0}
+textarea[aria-invalid=true]{border-color:#b00020}
+.send{width:42px;height:42px;flex:none;border-radius:12px;border:0;background:var(--accent);color:var(--on);display:grid;place-items:center}
+.send svg{width:20px;height:20px}
+.send:disabled{opacity:.45;cursor:default}
+.meta{display:flex;justify-content:space-between;gap:8px;padding:2px 16px 8px;background:#fff;font-size:12.5px;color:#4a4f57;min-height:24px;flex:none}
+.meta .count{margin-left:auto}
+.over{color:#b00020;font-weight:600}
+.sr{position:absolute;width:1px;height:1px;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0;padding:0}
+@media (max-width:480px){
+.root.open{inset:0}
+.open .launcher{display:none}
+.panel{position:fixed;inset:0;width:100%;max-width:none;height:100%;max-height:none;border-radius:0}
+textarea{font-size:16px}
+}`;
+
+  const host = h("div", { "data-support-chat": kb });
+  const shadow = host.attachShadow({ mode: "open" });
+  const root = h("div", { class: `root${ds.position === "left" ? " left" : ""}` });
+  const applyColor = (c) => Object.entries(palette(c)).forEach(([k, v]) => root.style.setProperty(k, v));
+  applyColor(ds.color);
+
+  const badge = h("span", { class: "badge", "aria-hidden": "true" });
+  const launcher = h("button", {
+    type: "button",
+    class: "launcher",
+    "aria-label": t.open,
+    "aria-expanded": "false",
+    "aria-controls": "panel",
+    onclick: () => (state.open ? close() : open()),
+  });
+  launcher.append(icon("chat"), badge);
+
+  const titleEl = h("h2", { id: "title" }, ds.title || t.title);
+  const closeBtn = h("button", { type: "button", class: "icon", "aria-label": t.close, title: t.close, onclick: () => close() });
+  closeBtn.append(icon("close"));
+  const newBtn = h("button", { type: "button", class: "icon", "aria-label": t.newChat, title: t.newChat, onclick: () => reset() });
+  newBtn.append(icon("renew"));
+  const log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": ds.title || t.title });
+  const banner = h("div", { class: "banner", role: "status" });
+  const humanBtn = h("button", { type: "button", class: "human", onclick: () => handoff() }, t.human);
+  const input = h("textarea", { rows: "1", "aria-label": t.input, placeholder: t.placeholder, autocomplete: "off", enterkeyhint: "send" });
+  const sendBtn = h("button", { type: "submit", class: "send", "aria-label": t.send, title: t.send, disabled: true });
+  sendBtn.append(icon("send"));
+  const hint = h("span", { class: "hint", "aria-live": "polite" });
+  const count = h("span", { class: "count", "aria-hidden": "true" });
+  const form = h("form", {
+    onsubmit: (e) => {
+      e.preventDefault();
+      submit();
+    },
+  });
+  form.append(input, sendBtn);
+  const panel = h("div", { class: "panel", id: "panel", role: "dialog", "aria-labelledby": "title", hidden: true });
+  panel.append(
+    h("header", null, titleEl, newBtn, closeBtn),
+    log,
+    banner,
+    h("div", { class: "bar" }, humanBtn),
+    form,
+    h("div", { class: "meta" }, hint, count)
+  );
+  panel.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      e.stopPropagation();
+      close();
+    }
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      if (!e.repeat) submit();
+    }
+  });
+  input.addEventListener("input", () => updateComposer());
+  root.append(panel, launcher);
+  shadow.append(h("style", null, CSS), root);
+
+  let greeting = ds.greeting || t.greeting;
+  const greetingEl = h("div", { class: "msg bot greet" }, h("span", { class: "sr" }, `${t.bot}: `), h("div", { class: "bubble" }));
+  const drawGreeting = () => renderMarkdown(greeting, greetingEl.lastChild);
+  drawGreeting();
+  log.append(greetingEl);
+
+  // --- Rendering messages ---------------------------------------------------------------------------------
+  const seen = new Map(); // message id -> element, so two streams never draw one message twice
+  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  const toBottom = () => {
+    log.scrollTop = log.scrollHeight;
+  };
+  const append = (el, force) => {
+    const stick = force || nearBottom();
+    log.append(el);
+    if (stick) toBottom();
+    return el;
+  };
+
+  const buildMessage = (m) => {
+    const row = h("div", { class: `msg ${m.role}` });
+    if (m.role === "agent") {
+      row.append(h("div", { class: "who" }, `${m.author_name || t.staff} · ${t.person}`));
+    } else if (m.role !== "system") {
+      row.append(h("span", { class: "sr" }, `${m.role === "customer" ? t.you : t.bot}: `));
+    }
+    row.append(renderMarkdown(m.text, h("div", { class: "bubble" })));
+    if (m.role === "bot") {
+      const sources = (m.sources || []).filter((s) => s && (s.title || s.url));
+      if (sources.length) {
+        const list = h("ul");
+        for (const s of sources) {
+          const href = s.url && safeUrl(s.url);
+          const label = s.title || s.url;
+          list.append(h("li", null, href ? h("a", { href, target: "_blank", rel: "noopener noreferrer" }, label) : label));
+        }
+        row.append(h("div", { class: "src" }, h("span", null, `${t.sources}:`), list));
+      }
+      if (m.id != null) row.append(feedbackBar(m));
+    }
+    if (m.id != null) row.dataset.id = m.id;
+    return row;
+  };
+
+  /** Draws a stored message once; `replacing` is the provisional element it takes the place of. */
+  const showMessage = (m, { replacing = null, notify = false } = {}) => {
+    if (!m || !["customer", "bot", "agent", "system"].includes(m.role)) return null;
+    if (m.id != null && seen.has(m.id)) {
+      if (replacing && replacing !== seen.get(m.id)) replacing.remove();
+      return seen.get(m.id);
+    }
+    const el = buildMessage(m);
+    if (replacing && replacing.isConnected) replacing.replaceWith(el);
+    else append(el);
+    if (m.id != null) {
+      seen.set(m.id, el);
+      if (typeof m.id === "number" && m.id > state.lastId) state.lastId = m.id;
+    }
+    if (notify && !state.open && m.role !== "customer") {
+      state.unread += 1;
+      badge.textContent = String(state.unread);
+      launcher.setAttribute("aria-label", t.openUnread(state.unread));
+    }
+    return el;
+  };
+
+  const feedbackBar = (m) => {
+    const bar = h("div", { class: "fb", role: "group", "aria-label": t.feedback });
+    const note = h("span", { class: "sr" });
+    const buttons = [
+      [1, t.helpful, "up"],
+      [-1, t.notHelpful, "down"],
+    ].map(([value, label, name]) => {
+      const b = h("button", {
+        type: "button",
+        "aria-label": label,
+        title: label,
+        "aria-pressed": String(m.feedback === value),
+        disabled: m.feedback != null,
+        onclick: () => rate(m, value, buttons, note),
+      });
+      b.append(icon(name));
+      return b;
+    });
+    bar.append(...buttons, note);
+    return bar;
+  };
+
+  const rate = async (m, value, buttons, note) => {
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const res = await api(`/api/conversations/${state.id}/messages/${m.id}/feedback`, {
+        method: "POST",
+        body: { helpful: value === 1 },
+      });
+      m.feedback = value;
+      buttons.forEach((b, i) => b.setAttribute("aria-pressed", String((i === 0 ? 1 : -1) === value)));
+      note.textContent = t.thanks;
+      note.className = "";
+      if (res.notice) showMessage(res.notice, { notify: true });
+      if (res.status && res.status !== state.status) {
+        applyStatus(res.status, null);
+        refresh(); // the feedback answer has no queue; the conversation has
+      }
+    } catch (err) {
+      buttons.forEach((b) => (b.disabled = false));
+      setHint(humanError(err, t.lost), true);
+    }
+  };
+
+  const errorRow = (message, onRetry) => {
+    const retry = h("button", { type: "button" }, t.retry);
+    const row = h("div", { class: "err" }, h("span", null, message), retry);
+    retry.addEventListener("click", () => {
+      row.remove();
+      onRetry();
+    });
+    append(row, true);
+    return row;
+  };
+
+  const applyStatus = (status, queue) => {
+    if (!status) return;
+    state.status = status;
+    save();
+    let text = "";
+    if (status === "waiting_for_agent") {
+      text = queue?.by_email ? t.byEmail : queue?.position ? t.queue(queue.position, queue.expected_wait_minutes) : t.waiting;
+    } else if (status === "with_agent") text = t.withAgent;
+    else if (status === "resolved") text = t.resolved;
+    banner.textContent = text;
+    humanBtn.hidden = PEOPLE.includes(status);
+    if (PEOPLE.includes(status)) startPolling();
+  };
+
+  // --- Composer -----------------------------------------------------------------------------------------------
+  const setHint = (text, error) => {
+    hint.textContent = text || "";
+    hint.className = `hint${error ? " over" : ""}`;
+  };
+  const updateComposer = () => {
+    const length = input.value.trim().length;
+    const over = input.value.length > state.max;
+    count.textContent = input.value.length > state.max * 0.8 ? `${input.value.length}/${state.max}` : "";
+    count.className = `count${over ? " over" : ""}`;
+    if (over !== (input.getAttribute("aria-invalid") === "true")) {
+      input.setAttribute("aria-invalid", String(over));
+      setHint(over ? t.tooLong(state.max) : "", over);
+    }
+    sendBtn.disabled = state.busy || !length || over;
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight + 2, 132)}px`;
+  };
+
+  const submit = () => {
+    const text = input.value.trim();
+    if (state.busy || !text || input.value.length > state.max) return;
+    input.value = "";
+    setHint("");
+    updateComposer();
+    send(text, crypto.randomUUID ? crypto.randomUUID() : fallbackUuid(), null);
+  };
+  const fallbackUuid = () =>
+    "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) =>
+      (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16)
+    );
+
+  // --- Conversation lifecycle -------------------------------------------------------------------------------
+  const ensureConversation = async (signal) => {
+    if (state.id) return;
+    const c = await api("/api/conversations", {
+      method: "POST",
+      auth: false,
+      signal,
+      body: { kb, language: explicitLang, page_url: (location.origin + location.pathname).slice(0, 1000) },
+    });
+    state.id = c.id;
+    state.token = c.token;
+    state.loaded = true;
+    state.status = c.status || "bot";
+    save();
+    startPolling();
+  };
+
+  const forget = () => {
+    stopPolling();
+    state.id = state.token = null;
+    state.status = "bot";
+    state.loaded = false;
+    state.history = null;
+    state.lastId = 0;
+    seen.clear();
+    save();
+  };
+
+  const reset = () => {
+    if (state.busy) return;
+    forget();
+    log.replaceChildren(greetingEl);
+    applyStatus("bot", null);
+    setHint("");
+    input.focus();
+  };
+
+  const loadHistory = () => {
+    if (!state.id || state.loaded) return Promise.resolve();
+    if (state.history) return state.history;
+    state.history = (async () => {
+      try {
+        const c = await api(`/api/conversations/${state.id}`);
+        state.loaded = true;
+        for (const m of c.messages || []) showMessage(m);
+        applyStatus(c.status, c.queue);
+        toBottom();
+      } catch (err) {
+        if (gone(err)) forget();
+        else errorRow(humanError(err, t.loadError), () => loadHistory());
+      } finally {
+        state.history = null;
+      }
+    })();
+    return state.history;
+  };
+
+  const refresh = async () => {
+    try {
+      const c = await api(`/api/conversations/${state.id}`);
+      for (const m of c.messages || []) showMessage(m, { notify: true });
+      applyStatus(c.status, c.queue);
+    } catch {
+      /* the events stream will bring the same news */
+    }
+  };
+
+  const showTyping = () =>
+    append(
+      h("div", { class: "msg bot", "aria-label": t.typing }, h("div", { class: "bubble typing" }, h("i"), h("i"), h("i"))),
+      true
+    );
+
+  /** Sends one customer message and streams the reply. A retry reuses client_id, so the server stores it once. */
+  const send = async (text, clientId, previous) => {
+    if (state.busy) return;
+    state.busy = true;
+    updateComposer();
+    await loadHistory();
+    const mine = previous?.bubble?.isConnected
+      ? previous.bubble
+      : showMessage({ role: "customer", text }, {}) || null;
+    mine.classList.add("pending");
+    append(mine, true); // keep it last
+    const ctrl = new AbortController();
+    let timer = 0;
+    let timedOut = false;
+    const kick = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        ctrl.abort();
+      }, REPLY_IDLE_TIMEOUT_MS);
+    };
+    let typing = PEOPLE.includes(state.status) ? null : showTyping();
+    let bot = null;
+    let botText = "";
+    let stored = false;
+    let answered = false;
+    let finished = false;
+    let renew = false;
+    const drawBot = () => {
+      if (!bot) {
+        bot = h("div", { class: "msg bot" }, h("span", { class: "sr" }, `${t.bot}: `), h("div", { class: "bubble" }));
+        if (typing) typing.replaceWith(bot);
+        else append(bot);
+        typing = null;
+      }
+      const stick = nearBottom();
+      renderMarkdown(botText, bot.lastChild);
+      if (stick) toBottom();
+    };
+    log.setAttribute("aria-busy", "true");
+    try {
+      kick();
+      await ensureConversation(ctrl.signal);
+      const res = await api(`/api/conversations/${state.id}/messages`, {
+        method: "POST",
+        body: { text, client_id: clientId },
+        stream: true,
+        signal: ctrl.signal,
+      });
+      kick();
+      await readEvents(
+        res,
+        (event, data) => {
+          kick();
+          if (event === "customer") {
+            stored = true;
+            mine.classList.remove("pending");
+            showMessage(data, { replacing: mine });
+          } else if (event === "token") {
+            botText += String(data.text ?? "");
+            drawBot();
+          } else if (event === "replace") {
+            botText = String(data.text ?? "");
+            drawBot();
+          } else if (event === "message") {
+            answered = true;
+            const el = showMessage(data, { replacing: bot || typing });
+            if (el !== bot && bot) bot.remove();
+            if (typing && el !== typing) typing.remove();
+            bot = typing = null;
+          } else if (event === "status") {
+            applyStatus(data.status, data.queue);
+          } else if (event === "done") {
+            finished = true;
+            return false;
+          } else if (event === "error") {
+            throw new ApiError(0, String(data.code || "error"), String(data.message || ""));
+          }
+          return true;
+        },
+        kick
+      );
+      if (!finished && !answered && !(stored && PEOPLE.includes(state.status))) throw new TypeError("stream ended early");
+    } catch (err) {
+      if (bot) bot.remove();
+      if (gone(err) && !previous?.renewed && !stored) {
+        // The stored conversation no longer exists (deleted, token rotated): start a fresh one, once.
+        forget();
+        renew = true;
+      } else if (err instanceof ApiError && [400, 413].includes(err.status)) {
+        mine.remove(); // not sendable as is: give the text back for editing
+        if (!input.value) input.value = text;
+        setHint(humanError(err), true);
+      } else {
+        const message = timedOut ? t.slow : humanError(err, t.lost);
+        errorRow(message, () => send(text, clientId, { bubble: mine }));
+      }
+    } finally {
+      finish(ctrl, timer, typing);
+    }
+    if (renew) send(text, clientId, { bubble: mine, renewed: true });
+  };
+
+  const finish = (ctrl, timer, typing) => {
+    clearTimeout(timer);
+    ctrl.abort();
+    if (typing) typing.remove();
+    log.setAttribute("aria-busy", "false");
+    state.busy = false;
+    updateComposer();
+    for (const m of state.deferred.splice(0)) showMessage(m, { notify: true });
+  };
+
+  const handoff = async () => {
+    humanBtn.disabled = true;
+    try {
+      await loadHistory();
+      await ensureConversation();
+      const res = await api(`/api/conversations/${state.id}/handoff`, { method: "POST", body: {} });
+      if (res.notice) showMessage(res.notice);
+      applyStatus(res.status, res.queue);
+      toBottom();
+    } catch (err) {
+      if (gone(err)) forget();
+      errorRow(humanError(err, t.lost), () => handoff());
+    } finally {
+      humanBtn.disabled = false;
+    }
+  };
+
+  // --- Live events: agent replies and status changes ---------------------------------------------------------
+  const wantEvents = () => !!state.id && (state.open || PEOPLE.includes(state.status));
+  const sleep = (ms, signal) =>
+    new Promise((resolve) => {
+      const id = setTimeout(resolve, ms);
+      signal.addEventListener("abort", () => (clearTimeout(id), resolve()), { once: true });
+    });
+
+  const startPolling = () => {
+    if (state.poll || !wantEvents()) return;
+    const ctrl = new AbortController();
+    state.poll = ctrl;
+    (async () => {
+      let backoff = 1000;
+      while (!ctrl.signal.aborted && wantEvents()) {
+        const started = Date.now();
+        const attempt = new AbortController();
+        const stop = () => attempt.abort();
+        ctrl.signal.addEventListener("abort", stop, { once: true });
+        let timer = 0;
+        const kick = () => {
+          clearTimeout(timer);
+          timer = setTimeout(stop, EVENTS_IDLE_TIMEOUT_MS);
+        };
+        try {
+          kick();
+          const res = await api(`/api/conversations/${state.id}/events?after=${state.lastId}`, {
+            stream: true,
+            signal: attempt.signal,
+          });
+          await readEvents(
+            res,
+            (event, data) => {
+              if (event === "message") {
+                // While a reply streams, the sending stream owns bot and customer messages.
+                if (state.busy && data.role !== "agent") state.deferred.push(data);
+                else showMessage(data, { notify: true });
+              } else if (event === "status") applyStatus(data.status, data.queue);
+              return true;
+            },
+            kick
+          );
+          backoff = 1000;
+          await sleep(Math.max(0, 1000 - (Date.now() - started)), ctrl.signal); // never a tight loop
+        } catch (err) {
+          if (ctrl.signal.aborted) break;
+          if (gone(err)) {
+            forget();
+            break;
+          }
+          await sleep(backoff * (0.5 + Math.random()), ctrl.signal);
+          backoff = Math.min(backoff * 2, 30000);
+        } finally {
+          clearTimeout(timer);
+          ctrl.signal.removeEventListener("abort", stop);
+        }
+      }
+      if (state.poll === ctrl) state.poll = null;
+    })();
+  };
+  const stopPolling = () => {
+    if (state.poll) state.poll.abort();
+    state.poll = null;
+  };
+
+  // --- Open / close -----------------------------------------------------------------------------------------------
+  const open = ({ focus = true } = {}) => {
+    if (state.open) return;
+    state.open = true;
+    save();
+    panel.hidden = false;
+    root.classList.add("open");
+    launcher.setAttribute("aria-expanded", "true");
+    state.unread = 0;
+    badge.textContent = "";
+    launcher.setAttribute("aria-label", t.open);
+    if (focus) input.focus();
+    toBottom();
+    loadHistory().then(() => startPolling());
+  };
+  const close = () => {
+    if (!state.open) return;
+    state.open = false;
+    save();
+    panel.hidden = true;
+    root.classList.remove("open");
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.focus();
+    if (!wantEvents()) stopPolling();
+  };
+
+  // --- Start --------------------------------------------------------------------------------------------------------
+  const mount = () => {
+    document.body.append(host);
+    if (state.wasOpen && window.matchMedia("(min-width: 481px)").matches) open({ focus: false });
+    else if (state.id && PEOPLE.includes(state.status)) loadHistory().then(() => startPolling());
+  };
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount, { once: true });
+
+  api(`/api/widget-config?kb=${encodeURIComponent(kb)}`, { auth: false })
+    .then((config) => {
+      if (Number.isInteger(config.max_message_chars) && config.max_message_chars > 0) state.max = config.max_message_chars;
+      if (!ds.title && config.title) {
+        titleEl.textContent = config.title;
+        log.setAttribute("aria-label", config.title);
+      }
+      if (!ds.color && parseHex(config.color)) applyColor(config.color);
+      const serverGreeting = config.greeting && config.greeting[lang];
+      if (!ds.greeting && typeof serverGreeting === "string" && serverGreeting) {
+        greeting = serverGreeting;
+        drawGreeting();
+      }
+      updateComposer();
+    })
+    .catch(() => {
+      /* defaults serve; the first message will surface any real outage */
+    });
+
+  window.SupportChat = { open: () => open(), close: () => close() };
+})();

@@ -1,0 +1,140 @@
+"""Ops manage knowledge here: upload sources, watch sync progress, edit or disable entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from knowledge import actions
+from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
+
+
+def enqueue_sync(source: Source) -> None:
+    from knowledge.tasks import sync_source_task
+
+    Source.objects.filter(pk=source.pk).update(status=Source.Status.QUEUED)
+    transaction.on_commit(lambda: sync_source_task.delay(source.pk))
+
+
+@admin.register(KnowledgeBase)
+class KnowledgeBaseAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "default_language", "index_embedding_model", "entry_count")
+    readonly_fields = ("index_embedding_model", "index_generation", "created_at")
+    prepopulated_fields = {"slug": ("name",)}
+
+    @admin.display(description="entries")
+    def entry_count(self, kb: KnowledgeBase) -> int:
+        return kb.entries.count()
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ("name", "knowledge_base", "kind", "status", "progress", "last_synced_at", "counts")
+    list_filter = ("knowledge_base", "kind", "status")
+    search_fields = ("name", "location")
+    readonly_fields = (
+        "status",
+        "last_synced_at",
+        "items_total",
+        "items_done",
+        "added",
+        "updated",
+        "unchanged",
+        "removed",
+        "issue_report",
+        "error",
+        "created_at",
+    )
+    exclude = ("issues",)
+    actions = ("resync",)
+
+    @admin.display(description="progress")
+    def progress(self, source: Source) -> str:
+        if source.status in (Source.Status.RUNNING, Source.Status.QUEUED):
+            return f"{source.items_done}/{source.items_total}"
+        return "—"
+
+    @admin.display(description="added / updated / unchanged / removed")
+    def counts(self, source: Source) -> str:
+        return f"{source.added} / {source.updated} / {source.unchanged} / {source.removed}"
+
+    @admin.display(description="problems in the last sync")
+    def issue_report(self, source: Source) -> str:
+        if not source.issues:
+            return "none"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", "<li><b>{}</b>: {}</li>", ((i["location"], i["message"]) for i in source.issues)),
+        )
+
+    def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
+        if obj.upload and not obj.name:
+            obj.name = obj.upload.name or ""
+        super().save_model(request, obj, form, change)
+        if obj.kind != Source.Kind.MANUAL and (obj.upload or obj.location):
+            enqueue_sync(obj)
+            messages.info(request, f"“{obj.name}” is being synced; refresh to see its progress.")
+
+    @admin.action(description="Re-sync selected sources")
+    def resync(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset.exclude(kind=Source.Kind.MANUAL):
+            enqueue_sync(source)
+        messages.info(request, "Re-sync queued.")
+
+
+@admin.register(Entry)
+class EntryAdmin(admin.ModelAdmin):
+    list_display = ("question", "kind", "language", "source", "enabled", "status", "updated_at")
+    list_filter = ("knowledge_base", "kind", "language", "enabled", "status", "source")
+    search_fields = ("question", "answer", "key")
+    readonly_fields = ("content_hash", "indexed_hash", "created_at", "updated_at")
+    actions = ("disable", "enable", "publish")
+    list_select_related = ("source",)
+
+    def save_model(self, request: HttpRequest, obj: Entry, form: Any, change: bool) -> None:
+        actions.save_entry(obj)
+
+    def delete_model(self, request: HttpRequest, obj: Entry) -> None:
+        actions.delete_entries(obj.knowledge_base, [obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Entry]) -> None:
+        for kb_id in set(queryset.values_list("knowledge_base_id", flat=True)):
+            kb = KnowledgeBase.objects.get(pk=kb_id)
+            actions.delete_entries(kb, list(queryset.filter(knowledge_base=kb).values_list("pk", flat=True)))
+
+    @admin.action(description="Disable: never answer from these entries")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Entry]) -> None:
+        for entry in queryset:
+            actions.set_entry_enabled(entry, False)
+
+    @admin.action(description="Enable selected entries")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Entry]) -> None:
+        for entry in queryset:
+            actions.set_entry_enabled(entry, True)
+
+    @admin.action(description="Publish selected drafts")
+    def publish(self, request: HttpRequest, queryset: QuerySet[Entry]) -> None:
+        for entry in queryset.filter(status=Entry.Status.DRAFT):
+            entry.status = Entry.Status.PUBLISHED
+            actions.save_entry(entry)
+
+
+@admin.register(Example)
+class ExampleAdmin(admin.ModelAdmin):
+    list_display = ("text", "entry", "origin", "created_at")
+    list_filter = ("knowledge_base", "origin")
+    search_fields = ("text",)
+    raw_id_fields = ("entry",)
+
+
+@admin.register(RoutingVersion)
+class RoutingVersionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "is_active", "created_at", "activated_at", "notes")
+    list_filter = ("knowledge_base", "is_active")
+    readonly_fields = ("knowledge_base", "number", "is_active", "metrics", "created_at", "activated_at")
+    exclude = ("model",)

@@ -1,0 +1,225 @@
+"""The routing decision: answer this message from entry X, or escalate it, with a calibrated confidence.
+
+``route()`` is the one function the chat and ``manage.py evaluate`` both call. The learned state
+(``RoutingModel``: head, calibrator, threshold) lives in the knowledge base's active
+``RoutingVersion``; ``train_version`` and ``calibrate_version`` are the routines that
+``evaluate --examples/--calibrate`` and the learning loop's retraining share.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from knowledge import index
+from knowledge.embeddings import get_encoder
+from knowledge.handoff import wants_a_person
+from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion
+from knowledge.routing_model import RoutingModel, Scored
+
+# How many indexed vectors the scorer sees per query (several per entry: question, sentences, phrasings).
+SEARCH_K = 50
+
+
+def kind_weights(kb: KnowledgeBase) -> dict[str, float]:
+    """Which indexed kinds the entry similarity averages: answer text counts only where entries have some."""
+    weights = {"question": 1.0, "phrasing": 1.0}
+    if Entry.objects.filter(knowledge_base=kb).answerable().exclude(answer="").exists():
+        weights["chunk"] = 1.0
+    return weights
+
+
+class Reason:
+    ANSWER = "answer"
+    HUMAN_REQUEST = "human_request"
+    LOW_CONFIDENCE = "low_confidence"
+    OUT_OF_SCOPE = "out_of_scope"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry_id: int
+    question: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"entry_id": self.entry_id, "question": self.question, "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one customer message."""
+
+    reason: str
+    confidence: float
+    entry: Entry | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    latency_ms: float = 0.0
+    version: int | None = None
+
+    @property
+    def answer(self) -> bool:
+        return self.reason == Reason.ANSWER
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "confidence": round(self.confidence, 4),
+            "entry_id": self.entry.pk if self.entry else None,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "latency_ms": round(self.latency_ms, 2),
+            "routing_version": self.version,
+        }
+
+
+# --- the active model, reloaded when ops promote or roll back a version (no restart) -------------
+_models: dict[int, tuple[int, RoutingModel]] = {}
+_models_lock = threading.Lock()
+
+
+def active_model(kb: KnowledgeBase) -> tuple[int | None, RoutingModel]:
+    row = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).values_list("pk", "number").first()
+    if row is None:
+        return None, untrained_model(kb)
+    pk, number = row
+    with _models_lock:
+        cached = _models.get(kb.pk)
+        if cached is not None and cached[0] == pk:
+            return number, cached[1]
+    model = RoutingModel.from_dict(RoutingVersion.objects.values_list("model", flat=True).get(pk=pk))
+    with _models_lock:
+        _models[kb.pk] = (pk, model)
+    return number, model
+
+
+def forget_cached_models() -> None:
+    with _models_lock:
+        _models.clear()
+
+
+def untrained_model(kb: KnowledgeBase) -> RoutingModel:
+    """Before any training: the entries as they are, default calibration, the configured threshold."""
+    entry_ids = [str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)]
+    model = RoutingModel.train(entry_ids, kind_weights=kind_weights(kb))
+    model.threshold = settings.CONFIDENCE_THRESHOLD
+    return model
+
+
+# --- deciding -------------------------------------------------------------------------------------
+def score_texts(kb: KnowledgeBase, model: RoutingModel, texts: Sequence[str]) -> list[Scored]:
+    """Score many texts at once (calibration, evaluation of a candidate version)."""
+    vectors = get_encoder().embed(list(texts), is_query=True)
+    return [
+        model.score(vector, index.search(kb, vector, SEARCH_K), text)
+        for vector, text in zip(vectors, texts, strict=True)
+    ]
+
+
+def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> Decision:
+    """Decide one message: a request for a person, an answer from an entry, or an escalation."""
+    started = time.perf_counter()
+    if wants_a_person(text):
+        return Decision(Reason.HUMAN_REQUEST, 0.0, latency_ms=(time.perf_counter() - started) * 1000)
+    version: int | None = None
+    if model is None:
+        version, model = active_model(kb)
+    vector = get_encoder().embed([text], is_query=True)[0]
+    scored = model.score(vector, index.search(kb, vector, SEARCH_K), text)
+    entries = Entry.objects.in_bulk([int(eid) for eid, _ in scored.candidates[: settings.RETRIEVAL_K]])
+    candidates = [
+        Candidate(int(eid), entries[int(eid)].question, score)
+        for eid, score in scored.candidates[: settings.RETRIEVAL_K]
+        if int(eid) in entries
+    ]
+    entry = entries.get(int(scored.entry_id)) if scored.entry_id is not None else None
+    if entry is not None and model.decide(scored) and entry.enabled and entry.status == Entry.Status.PUBLISHED:
+        reason = Reason.ANSWER
+    else:
+        reason = Reason.OUT_OF_SCOPE if scored.entry_id is None else Reason.LOW_CONFIDENCE
+        entry = None if reason == Reason.OUT_OF_SCOPE else entry
+    latency = (time.perf_counter() - started) * 1000
+    return Decision(reason, scored.confidence, entry, candidates, latency, version)
+
+
+# --- training and calibration (shared by `evaluate` and the learning loop) ------------------------
+def add_examples(kb: KnowledgeBase, pairs: Sequence[tuple[str, Entry | None]], origin: str) -> list[Example]:
+    """Store labelled phrasings (entry None = out of scope) and index the in-scope ones."""
+    existing = set(Example.objects.filter(knowledge_base=kb).values_list("entry_id", "text"))
+    fresh = [
+        Example(knowledge_base=kb, entry=entry, text=text.strip(), origin=origin)
+        for text, entry in pairs
+        if text.strip() and ((entry.pk if entry else None), text.strip()) not in existing
+    ]
+    created = Example.objects.bulk_create(fresh, batch_size=500)
+    if any(ex.pk is None for ex in created):  # backends without RETURNING: read the ids back
+        created = list(Example.objects.filter(knowledge_base=kb, origin=origin).order_by("-pk")[: len(fresh)])
+    index.index_examples(kb, created)
+    return created
+
+
+def train_model(kb: KnowledgeBase, examples: Sequence[Example] | None = None) -> RoutingModel:
+    """A new routing model from the knowledge base's entries and labelled examples."""
+    entries = list(Entry.objects.filter(knowledge_base=kb).answerable().only("pk", "question"))
+    examples = list(Example.objects.filter(knowledge_base=kb)) if examples is None else list(examples)
+    encoder = get_encoder()
+    live = {entry.pk for entry in entries}
+    examples = [ex for ex in examples if ex.entry_id is None or ex.entry_id in live]
+    example_vectors = encoder.embed([ex.text for ex in examples], is_query=True) if examples else None
+    question_vectors = encoder.embed([e.question for e in entries], is_query=True) if entries else None
+    return RoutingModel.train(
+        [str(e.pk) for e in entries],
+        example_vectors=example_vectors,
+        example_labels=[str(ex.entry_id) if ex.entry_id is not None else None for ex in examples],
+        question_vectors=(
+            {str(e.pk): question_vectors[i] for i, e in enumerate(entries)} if question_vectors is not None else None
+        ),
+        kind_weights=kind_weights(kb),
+    )
+
+
+def calibrate_model(
+    kb: KnowledgeBase, model: RoutingModel, labelled: Sequence[tuple[str, Entry | None]], target: float
+) -> dict[str, float]:
+    """Fit ``model``'s calibrator and threshold on labelled queries; returns the calibration-set figures."""
+    rows = [(text, entry) for text, entry in labelled if not wants_a_person(text)]
+    scored = score_texts(kb, model, [text for text, _ in rows])
+    labels = [str(entry.pk) if entry is not None else None for _, entry in rows]
+    model.calibrate(scored, labels, target_wrong_rate=target)
+    answered = [(s, lab) for s, lab in zip(scored, labels, strict=True) if model.decide(s)]
+    wrong = sum(1 for s, lab in answered if s.entry_id != lab)
+    in_scope = sum(1 for lab in labels if lab is not None)
+    return {
+        "threshold": model.threshold,
+        "n": len(rows),
+        "auto_resolution": sum(1 for s, lab in answered if s.entry_id == lab) / in_scope if in_scope else 0.0,
+        "wrong_answer_rate": wrong / len(answered) if answered else 0.0,
+    }
+
+
+@transaction.atomic
+def save_version(kb: KnowledgeBase, model: RoutingModel, metrics: dict[str, Any], notes: str = "") -> RoutingVersion:
+    last = RoutingVersion.objects.select_for_update().filter(knowledge_base=kb).order_by("-number").first()
+    return RoutingVersion.objects.create(
+        knowledge_base=kb,
+        number=(last.number + 1) if last else 1,
+        model=model.to_dict(),
+        metrics=metrics,
+        notes=notes,
+    )
+
+
+@transaction.atomic
+def activate_version(version: RoutingVersion) -> None:
+    """Make ``version`` the one the chat uses (promotion and rollback alike); takes effect on the next message."""
+    RoutingVersion.objects.filter(knowledge_base=version.knowledge_base, is_active=True).exclude(pk=version.pk).update(
+        is_active=False
+    )
+    RoutingVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+    version.is_active = True

@@ -1,0 +1,434 @@
+"""Routing decision: turn a query embedding plus vector-store hits into "answer with entry X" or "escalate".
+
+Why this shape
+--------------
+The embedding model (multilingual-e5-small) compresses cosine similarities into a narrow band (roughly 0.75-0.95),
+so a raw similarity is neither a good ranker on its own nor a probability. The decision therefore has three
+small, separately testable stages:
+
+1. **Entry scores from hits** (``_entry_similarities``). Hits are grouped by entry and by *kind* of indexed text.
+   "Asking" texts (the FAQ question and extra phrasings = examples, embedded with the e5 ``query:`` prefix) are
+   scored by the mean of the entry's best few hits (one lucky neighbour counts less than three good ones);
+   "document" texts (answer, answer chunks, question+answer, embedded with ``passage:``) by the best hit. The entry
+   similarity is the weighted mean over the kinds that this knowledge base indexes. An entry missing from the hits
+   of a kind gets that kind's floor (the lowest similarity returned), which is an upper bound on its true score.
+2. **A light head** (optional; trained only when examples exist): multinomial logistic regression over the frozen,
+   centred embedding, one class per entry plus an out-of-scope class when out-of-scope examples exist. Examples feed
+   exactly one mechanism: they are indexed as phrasings of their entry (kNN evidence) *and* train this head. The
+   entry ranking is ``log p_head(entry) + knn_weight * similarity``: the head is the better classifier, the kNN
+   similarity the better out-of-scope signal, their sum beats both.
+3. **A calibrator**: logistic regression over a handful of features of the winning entry (similarity, margins, head
+   log-probability, head out-of-scope logit) giving ``confidence = P(answer is correct)``; fitted on a labelled
+   calibration file. The threshold is then the lowest confidence at which the calibration set's wrong-answer rate
+   (a conservative upper bound of it) stays within target and the out-of-scope recall stays above its floor.
+   Without a calibration file, default calibrator weights (fitted once on public intent sets, see
+   ``DEFAULT_CALIBRATORS``) and default thresholds are used.
+
+Only numpy is needed at query time. Training the head uses torch (imported lazily) with full-batch L-BFGS: about
+2-3 s for 15k examples on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+ASK_KINDS = frozenset({"question", "phrasing"})
+"""Kinds embedded on the query side (``query:`` prefix) and compared like with like."""
+DOC_KINDS = frozenset({"answer", "chunk", "qa"})
+"""Kinds embedded on the passage side (``passage:`` prefix)."""
+
+OOS_CLASS = "__oos__"
+"""Head class for out-of-scope examples (examples whose label is None). Such examples are never indexed."""
+
+FEATURES = ("sim", "sim_margin", "sim_gap", "sim_rel", "head_logp", "head_oos_logit")
+"""Calibrator inputs, in order. Absent signals are 0 (no head -> head_logp = head_oos_logit = 0)."""
+
+# Default calibrators (weights in FEATURES order, bias, threshold), used until calibrate() is run. Fitted once
+# (scratch script fit_defaults.py) on clinc150 val + banking77_oos valid pooled (English, public sets, no test data):
+# "head" = examples indexed + head trained on train.jsonl (threshold: wrong <= 5 % and OOS recall >= 90 % there;
+# pooled auto-resolution 0.87); "no_head" = only FAQ questions indexed (threshold: wrong <= 5 %; conservative, pooled
+# auto-resolution only 0.21 because intent titles alone are weak evidence). Run calibrate() whenever labelled
+# queries exist.
+DEFAULT_CALIBRATORS: dict[str, tuple[tuple[float, ...], float, float]] = {
+    # name: (weights, bias, threshold)
+    "head": ((25.25, 19.08, -50.52, 60.87, 2.11, -0.6), -22.8, 0.757),
+    "no_head": ((5.87, 23.94, 45.8, 3.37, 0.0, 0.0), -6.98, 0.929),
+}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One vector-store hit."""
+
+    entry_id: str
+    similarity: float  # cosine similarity, 1 - cosine distance
+    kind: str  # "question" | "phrasing" | "answer" | "chunk" | "qa"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The model's view of one query: best entry, calibrated confidence, and the features behind it."""
+
+    entry_id: str | None  # best entry; None when the head's out-of-scope class wins or there is nothing to rank
+    confidence: float  # calibrated P(answering entry_id is correct)
+    candidates: list[tuple[str, float]]  # (entry_id, similarity), best ranked first (at most 5)
+    features: dict[str, float]
+
+
+def _b64(a: npt.NDArray[Any]) -> dict[str, Any]:
+    arr = np.ascontiguousarray(a, dtype=np.float32)
+    return {"shape": list(arr.shape), "b64": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def _unb64(d: Mapping[str, Any]) -> FloatArray:
+    raw = base64.b64decode(d["b64"])
+    return np.frombuffer(raw, dtype=np.float32).reshape(d["shape"]).copy()
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@dataclass
+class Head:
+    """Softmax regression over centred embeddings: p(class | q) = softmax(((q - mean) / scale) @ weights + bias)."""
+
+    classes: list[str]
+    mean: FloatArray
+    scale: float
+    weights: FloatArray  # (dim, n_classes)
+    bias: FloatArray  # (n_classes,)
+
+    def log_proba(self, q: FloatArray) -> FloatArray:
+        z = ((q - self.mean) / self.scale) @ self.weights + self.bias
+        z = z - z.max()
+        out: FloatArray = (z - np.log(np.exp(z).sum())).astype(np.float32)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "mean": _b64(self.mean),
+            "scale": self.scale,
+            "weights": _b64(self.weights),
+            "bias": _b64(self.bias),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Head:
+        return cls(
+            classes=list(d["classes"]),
+            mean=_unb64(d["mean"]),
+            scale=float(d["scale"]),
+            weights=_unb64(d["weights"]),
+            bias=_unb64(d["bias"]),
+        )
+
+    @classmethod
+    def fit(cls, vectors: FloatArray, labels: Sequence[str], l2: float = 1e-3, max_iter: int = 200) -> Head:
+        """Full-batch L-BFGS on cross-entropy + l2 * ||W||^2. Seconds for 15k x 384 on CPU."""
+        import torch  # lazy: only training needs torch
+
+        classes = sorted(set(labels), key=lambda c: (c == OOS_CLASS, c))
+        index = {c: i for i, c in enumerate(classes)}
+        x = np.asarray(vectors, dtype=np.float32)
+        mean = x.mean(axis=0)
+        scale = float(x.std()) or 1.0
+        xt = torch.tensor((x - mean) / scale)
+        yt = torch.tensor([index[c] for c in labels])
+        w = torch.zeros(x.shape[1], len(classes), requires_grad=True)
+        b = torch.zeros(len(classes), requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + l2 * (w * w).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return cls(classes, mean, scale, w.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32))
+
+
+def fit_logistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.bool_], l2: float = 1e-2) -> tuple[np.ndarray, float]:
+    """Binary logistic regression by Newton's method (few features -> a few milliseconds). Returns (w, b).
+
+    Features are standardised internally so that the ridge penalty treats them alike; the returned weights apply to
+    the raw features.
+    """
+    mu = x.mean(axis=0)
+    sd = x.std(axis=0)
+    sd[sd < 1e-9] = 1.0
+    z = np.column_stack([(x - mu) / sd, np.ones(len(x))])
+    t = y.astype(np.float64)
+    beta = np.zeros(z.shape[1])
+    pen = np.full(z.shape[1], l2)
+    pen[-1] = 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(z @ beta)))
+        grad = z.T @ (p - t) + pen * beta
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(pen) + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    w = beta[:-1] / sd
+    b = float(beta[-1] - (beta[:-1] * mu / sd).sum())
+    return w, b
+
+
+def choose_threshold(
+    confidence: Sequence[float],
+    correct: Sequence[bool],
+    out_of_scope: Sequence[bool],
+    target_wrong_rate: float = 0.05,
+    min_oos_recall: float = 0.0,
+    z: float = 1.0,
+) -> float:
+    """Lowest threshold whose answered set keeps the wrong-answer rate within target and OOS recall above a floor.
+
+    Answering = confidence >= threshold. The wrong-answer rate is judged by its Wilson upper bound with ``z``
+    standard deviations (z=0: point estimate) so that a threshold chosen on a small calibration set still holds on
+    unseen queries. Returns a value just above every confidence (answer nothing) when no threshold qualifies.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    oos = np.asarray(out_of_scope, dtype=bool)
+    n_oos = int(oos.sum())
+    order = np.argsort(-conf, kind="stable")
+    wrong_cum = np.cumsum(~ok[order])
+    oos_answered_cum = np.cumsum(oos[order])
+    best = float(conf.max()) + 1e-6 if len(conf) else 1.0
+    for j in range(len(order)):
+        if j + 1 < len(order) and conf[order[j + 1]] == conf[order[j]]:
+            continue  # a threshold cannot split ties
+        n = j + 1
+        p = wrong_cum[j] / n
+        denom = 1 + z * z / n
+        upper = (p + z * z / (2 * n) + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / denom
+        recall = 1.0 - oos_answered_cum[j] / n_oos if n_oos else 1.0
+        if upper <= target_wrong_rate and recall >= min_oos_recall:
+            best = float(conf[order[j]])
+    return best
+
+
+@dataclass
+class RoutingModel:
+    """All learned state of one knowledge base. ``to_dict()``/``from_dict()`` give a JSON-serialisable artefact."""
+
+    entry_ids: list[str]
+    kind_weights: dict[str, float]  # kinds indexed in the vector store -> weight in the entry similarity
+    ask_counts: dict[str, int]  # entry -> number of indexed asking vectors (question + phrasings)
+    head: Head | None = None
+    knn_weight: float = 20.0  # ranking = log p_head + knn_weight * similarity
+    ask_top: int = 3  # asking kinds: mean of an entry's best `ask_top` hits
+    calibrator_weights: list[float] = field(default_factory=list)
+    calibrator_bias: float = 0.0
+    threshold: float = 0.8
+    version: int = 1
+
+    # ---- training -------------------------------------------------------------------------------------------------
+    @classmethod
+    def train(
+        cls,
+        entry_ids: Sequence[str],
+        example_vectors: FloatArray | None = None,
+        example_labels: Sequence[str | None] = (),
+        question_vectors: Mapping[str, FloatArray] | None = None,
+        kind_weights: Mapping[str, float] | None = None,
+        l2: float = 1e-3,
+    ) -> RoutingModel:
+        """Build a model for one knowledge base.
+
+        ``example_vectors``/``example_labels``: labelled queries (``query:`` prefix); label None = out of scope. The
+        in-scope ones must also be indexed as ``phrasing`` hits of their entry; all of them train the head (None ->
+        the out-of-scope class). ``question_vectors``: the FAQ questions (``query:`` prefix), added to the head's
+        training data. ``kind_weights``: which kinds the vector store holds for this knowledge base and their weight
+        in the entry similarity (default: question/phrasing only).
+        """
+        ids = list(entry_ids)
+        known = set(ids)
+        weights = dict(kind_weights) if kind_weights else {"question": 1.0, "phrasing": 1.0}
+        ask_counts = dict.fromkeys(ids, 1 if "question" in weights else 0)
+        vecs: list[FloatArray] = []
+        labels: list[str] = []
+        if example_vectors is not None and len(example_labels):
+            for v, lab in zip(np.asarray(example_vectors, dtype=np.float32), example_labels, strict=True):
+                if lab is not None and lab not in known:
+                    raise ValueError(f"example label {lab!r} is not an entry")
+                vecs.append(v)
+                labels.append(OOS_CLASS if lab is None else lab)
+                if lab is not None:
+                    ask_counts[lab] += 1
+        head = None
+        if vecs:
+            if question_vectors:
+                for eid, v in question_vectors.items():
+                    vecs.append(np.asarray(v, dtype=np.float32))
+                    labels.append(eid)
+            head = Head.fit(np.vstack(vecs), labels, l2=l2)
+        name = "head" if head is not None else "no_head"
+        w, b, t = DEFAULT_CALIBRATORS[name]
+        return cls(ids, weights, ask_counts, head, calibrator_weights=list(w), calibrator_bias=b, threshold=t)
+
+    # ---- scoring --------------------------------------------------------------------------------------------------
+    def _entry_similarities(self, hits: Sequence[Hit]) -> dict[str, float]:
+        """Weighted mean over indexed kinds of per-kind entry scores; entries absent from a kind get its floor."""
+        known = self.ask_counts
+        per_kind: dict[str, dict[str, list[float]]] = {}
+        floor: dict[str, float] = {}
+        for h in hits:
+            if h.entry_id not in known:
+                continue  # out-of-scope examples or stale entries are not answers
+            group = "ask" if h.kind in ASK_KINDS else h.kind
+            per_kind.setdefault(group, {}).setdefault(h.entry_id, []).append(h.similarity)
+            floor[group] = min(floor.get(group, h.similarity), h.similarity)
+        groups: dict[str, float] = {}
+        for kind, wt in self.kind_weights.items():
+            group = "ask" if kind in ASK_KINDS else kind
+            groups[group] = groups.get(group, 0.0) + wt if group != "ask" else max(groups.get("ask", 0.0), wt)
+        entries = {e for g in per_kind.values() for e in g}
+        total_w = sum(groups.values()) or 1.0
+        out: dict[str, float] = {}
+        for e in entries:
+            s = 0.0
+            for group, wt in groups.items():
+                sims = per_kind.get(group, {}).get(e)
+                fl = floor.get(group, 0.0)
+                if group == "ask":
+                    m = max(1, min(self.ask_top, known[e]))
+                    top = sorted(sims or [], reverse=True)[:m]
+                    top += [fl] * (m - len(top))
+                    s += wt * sum(top) / m
+                else:
+                    s += wt * (max(sims) if sims else fl)
+            out[e] = s / total_w
+        return out
+
+    def features(
+        self, query_vector: FloatArray, hits: Sequence[Hit]
+    ) -> tuple[str | None, list[tuple[str, float]], dict[str, float]]:
+        """Best entry, ranked candidates and the calibrator features (see FEATURES)."""
+        sims = self._entry_similarities(hits)
+        floor = min(sims.values()) if sims else 0.0
+        logp: dict[str, float] = {}
+        oos_logit = 0.0
+        if self.head is not None:
+            lp = self.head.log_proba(np.asarray(query_vector, dtype=np.float32))
+            logp = {c: float(v) for c, v in zip(self.head.classes, lp, strict=True)}
+            if OOS_CLASS in logp:
+                p_oos = min(max(math.exp(logp[OOS_CLASS]), 1e-6), 1 - 1e-6)
+                oos_logit = math.log(p_oos / (1 - p_oos))
+            pool = set(sims) | {c for c, v in logp.items() if v > -5.0 and c != OOS_CLASS}
+            rank = {e: logp.get(e, -20.0) + self.knn_weight * sims.get(e, floor) for e in pool}
+        else:
+            rank = dict(sims)
+        if not rank:
+            return None, [], dict.fromkeys(FEATURES, 0.0)
+        ordered = sorted(rank, key=lambda e: rank[e], reverse=True)
+        best = ordered[0]
+        s_best = sims.get(best, floor)
+        others = sorted((sims.get(e, floor) for e in sims if e != best), reverse=True) or [floor]
+        feats = {
+            "sim": s_best,
+            "sim_margin": s_best - others[0],
+            "sim_gap": s_best - float(np.mean(others[:5])),
+            "sim_rel": s_best - float(np.mean(others)),
+            "head_logp": logp.get(best, 0.0) if self.head is not None else 0.0,
+            "head_oos_logit": oos_logit,
+        }
+        candidates = [(e, sims.get(e, floor)) for e in ordered[:5]]
+        entry: str | None = best
+        if self.head is not None and OOS_CLASS in logp and logp[OOS_CLASS] > logp.get(best, -20.0):
+            entry = None
+        return entry, candidates, feats
+
+    def _confidence(self, feats: Mapping[str, float]) -> float:
+        x = sum(w * feats[f] for w, f in zip(self.calibrator_weights, FEATURES, strict=True))
+        return _sigmoid(x + self.calibrator_bias)
+
+    def score(self, query_vector: FloatArray, hits: Sequence[Hit], query_text: str = "") -> Scored:
+        """Score one query. ``query_text`` is unused (lexical scoring did not help enough to keep, see module doc)."""
+        entry, candidates, feats = self.features(query_vector, hits)
+        conf = self._confidence(feats) if entry is not None else 0.0
+        return Scored(entry, conf, candidates, feats)
+
+    def decide(self, scored: Scored) -> bool:
+        """True = answer with ``scored.entry_id``; False = escalate."""
+        return scored.entry_id is not None and scored.confidence >= self.threshold
+
+    # ---- calibration ----------------------------------------------------------------------------------------------
+    def calibrate(
+        self,
+        scored: Sequence[Scored],
+        labels: Sequence[str | None],
+        target_wrong_rate: float = 0.05,
+        min_oos_recall: float = 0.9,
+        z: float = 0.5,
+        use_features: Sequence[str] | None = None,
+    ) -> None:
+        """Fit the calibrator on labelled queries (label None = must escalate) and choose the threshold.
+
+        ``scored`` must come from this model (features are model-specific). Correct = the model's best entry equals
+        the label. Only ``len(FEATURES) + 1`` parameters are fitted, plus the threshold. ``use_features`` restricts the
+        calibrator to a subset of FEATURES (the others get weight 0). Defaults: see the report in the module doc.
+        """
+        if len(scored) != len(labels):
+            raise ValueError("scored and labels differ in length")
+        x = np.array([[s.features[f] for f in FEATURES] for s in scored], dtype=np.float64)
+        ok = np.array([s.entry_id is not None and s.entry_id == lab for s, lab in zip(scored, labels, strict=True)])
+        if ok.all() or not ok.any():
+            raise ValueError("calibration needs both correct and incorrect cases")
+        used = x.std(axis=0) > 1e-9  # e.g. no head -> head features constant 0: leave them out
+        if use_features is not None:
+            used &= np.array([f in use_features for f in FEATURES])
+        w = np.zeros(len(FEATURES))
+        w_used, b = fit_logistic(x[:, used], ok)
+        w[used] = w_used
+        self.calibrator_weights = [float(v) for v in w]
+        self.calibrator_bias = b
+        conf = [self._confidence(s.features) if s.entry_id is not None else 0.0 for s in scored]
+        oos = [lab is None for lab in labels]
+        self.threshold = choose_threshold(conf, list(ok), oos, target_wrong_rate, min_oos_recall, z)
+
+    # ---- persistence ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "entry_ids": self.entry_ids,
+            "kind_weights": self.kind_weights,
+            "ask_counts": self.ask_counts,
+            "head": self.head.to_dict() if self.head is not None else None,
+            "knn_weight": self.knn_weight,
+            "ask_top": self.ask_top,
+            "calibrator_weights": self.calibrator_weights,
+            "calibrator_bias": self.calibrator_bias,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RoutingModel:
+        return cls(
+            entry_ids=list(d["entry_ids"]),
+            kind_weights={str(k): float(v) for k, v in d["kind_weights"].items()},
+            ask_counts={str(k): int(v) for k, v in d["ask_counts"].items()},
+            head=Head.from_dict(d["head"]) if d.get("head") else None,
+            knn_weight=float(d["knn_weight"]),
+            ask_top=int(d["ask_top"]),
+            calibrator_weights=[float(v) for v in d["calibrator_weights"]],
+            calibrator_bias=float(d["calibrator_bias"]),
+            threshold=float(d["threshold"]),
+            version=int(d.get("version", 1)),
+        )
