@@ -1,0 +1,143 @@
+"""Unit tests of the routing decision on small synthetic vectors (no embedding model, no vector store)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from knowledge.routing_model import OOS_CLASS, Hit, RoutingModel, choose_threshold
+
+DIM = 16
+ENTRIES = ["a", "b", "c", "d"]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def kb() -> dict:
+    """Four well-separated entry centres, 20 noisy examples each, plus out-of-scope examples along other axes."""
+    rng = np.random.default_rng(0)
+    centres = _unit(np.eye(DIM, dtype=np.float32)[: len(ENTRIES)] + 0.05)
+    vecs: list[np.ndarray] = []
+    labels: list[str | None] = []
+    for i, e in enumerate(ENTRIES):
+        vecs.append(_unit(centres[i] + 0.25 * rng.standard_normal((20, DIM))))
+        labels += [e] * 20
+    oos = _unit(np.eye(DIM, dtype=np.float32)[8:12].repeat(5, axis=0) + 0.25 * rng.standard_normal((20, DIM)))
+    vecs.append(oos)
+    labels += [None] * 20
+    x = np.vstack(vecs)
+    # the vector store: FAQ questions + in-scope examples (out-of-scope examples are never indexed)
+    index = np.vstack([centres, x[:80]])
+    index_ids = ENTRIES + labels[:80]
+    index_kinds = ["question"] * 4 + ["phrasing"] * 80
+    return {"centres": centres, "x": x, "labels": labels, "index": index, "ids": index_ids, "kinds": index_kinds}
+
+
+def _hits(kb: dict, q: np.ndarray, k: int = 20) -> list[Hit]:
+    sims = kb["index"] @ q
+    top = np.argsort(-sims)[:k]
+    return [Hit(kb["ids"][j], float(sims[j]), kb["kinds"][j]) for j in top]
+
+
+def _model(kb: dict) -> RoutingModel:
+    return RoutingModel.train(
+        ENTRIES,
+        kb["x"],
+        kb["labels"],
+        question_vectors=dict(zip(ENTRIES, kb["centres"], strict=True)),
+        kind_weights={"question": 1.0, "phrasing": 1.0},
+    )
+
+
+def test_query_near_examples_is_answered_with_that_entry(kb: dict) -> None:
+    model = _model(kb)
+    rng = np.random.default_rng(1)
+    for i, e in enumerate(ENTRIES):
+        q = _unit(kb["centres"][i] + 0.2 * rng.standard_normal(DIM))
+        scored = model.score(q, _hits(kb, q))
+        assert scored.entry_id == e
+        assert scored.candidates[0][0] == e
+        assert 0.0 <= scored.confidence <= 1.0
+
+
+def test_head_has_out_of_scope_class_when_oos_examples_exist(kb: dict) -> None:
+    model = _model(kb)
+    assert model.head is not None
+    assert model.head.classes[-1] == OOS_CLASS
+
+
+def test_oos_looking_query_gets_low_confidence(kb: dict) -> None:
+    model = _model(kb)
+    rng = np.random.default_rng(2)
+    in_q = _unit(kb["centres"][0] + 0.1 * rng.standard_normal(DIM))
+    far_q = _unit(np.eye(DIM, dtype=np.float32)[14] + 0.1 * rng.standard_normal(DIM))
+    near = model.score(in_q, _hits(kb, in_q))
+    far = model.score(far_q, _hits(kb, far_q))
+    assert far.confidence < near.confidence
+    assert not model.decide(far) or far.entry_id is None
+
+
+def test_without_head_ranks_by_similarity() -> None:
+    centres = _unit(np.eye(DIM, dtype=np.float32)[:3] + 0.05)
+    model = RoutingModel.train(["x", "y", "z"], kind_weights={"question": 1.0, "chunk": 1.0})
+    assert model.head is None
+    q = _unit(centres[1] + 0.05)
+    hits = [Hit(e, float(c @ q), kind) for e, c in zip("xyz", centres, strict=True) for kind in ("question", "chunk")]
+    scored = model.score(q, hits)
+    assert scored.entry_id == "y"
+    assert scored.features["head_logp"] == 0.0
+
+
+def test_calibration_picks_threshold_meeting_target(kb: dict) -> None:
+    model = _model(kb)
+    rng = np.random.default_rng(3)
+    queries: list[np.ndarray] = []
+    labels: list[str | None] = []
+    for i, e in enumerate(ENTRIES):
+        for _ in range(30):
+            queries.append(_unit(kb["centres"][i] + 0.6 * rng.standard_normal(DIM)))  # noisy: some get confused
+            labels.append(e)
+    for _ in range(40):
+        queries.append(_unit(rng.standard_normal(DIM)))
+        labels.append(None)
+    scored = [model.score(q, _hits(kb, q)) for q in queries]
+    model.calibrate(scored, labels, target_wrong_rate=0.05, z=0.0)
+    rescored = [model.score(q, _hits(kb, q)) for q in queries]
+    answered = [(s, lab) for s, lab in zip(rescored, labels, strict=True) if model.decide(s)]
+    assert answered, "something should be answered"
+    wrong = sum(s.entry_id != lab for s, lab in answered)
+    assert wrong / len(answered) <= 0.05
+
+
+def test_choose_threshold_is_lowest_meeting_target() -> None:
+    conf = [0.9, 0.8, 0.7, 0.6, 0.5]
+    correct = [True, True, True, False, False]
+    oos = [False, False, False, True, True]
+    assert choose_threshold(conf, correct, oos, target_wrong_rate=0.0, z=0.0) == 0.7
+    assert choose_threshold(conf, correct, oos, target_wrong_rate=0.25, z=0.0) == 0.6
+    assert choose_threshold(conf, correct, oos, target_wrong_rate=0.25, min_oos_recall=1.0, z=0.0) == 0.7
+    # a conservative bound needs more evidence than the point estimate
+    assert choose_threshold(conf, correct, oos, target_wrong_rate=0.25, z=1.0) >= 0.7
+
+
+def test_round_trip_gives_same_scores(kb: dict) -> None:
+    model = _model(kb)
+    restored = RoutingModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        q = _unit(rng.standard_normal(DIM))
+        a, b = model.score(q, _hits(kb, q)), restored.score(q, _hits(kb, q))
+        assert a.entry_id == b.entry_id
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-9)
+        assert a.features == pytest.approx(b.features)
+    assert restored.threshold == model.threshold
+
+
+def test_unknown_example_label_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not an entry"):
+        RoutingModel.train(["a"], np.ones((1, DIM), dtype=np.float32), ["zzz"])
