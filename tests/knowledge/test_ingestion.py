@@ -1,0 +1,194 @@
+"""Ingestion keeps the index equal to what the sources say: no duplicates, nothing lost to bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowledge import index
+from knowledge.actions import set_entry_enabled, sync_source
+from knowledge.models import Entry, Source
+from knowledge.routing import Reason, route
+
+pytestmark = pytest.mark.django_db
+
+FAQ = [
+    {"id": "ship", "question": "How much does shipping cost?", "answer": "Shipping costs 4.95 euros."},
+    {"id": "return", "question": "How do I return a product?", "answer": "Start a return from My orders."},
+    {"id": "hours", "question": "When is customer service open?", "answer": "Monday to Friday, 9:00 to 18:00."},
+]
+
+
+def _indexed_ids(kb) -> set[str]:
+    return set(index.collection_for(kb).get(include=[])["ids"])
+
+
+def test_first_ingestion_adds_every_entry_and_indexes_it(kb, write_faq, ingest):
+    source, report = ingest(write_faq(FAQ))
+    assert (report.added, report.updated, report.unchanged, report.removed) == (3, 0, 0, 0)
+    assert source.entries.count() == 3
+    source.refresh_from_db()
+    assert source.status == Source.Status.OK
+    assert source.last_synced_at is not None
+    assert {i.split(":")[0] for i in _indexed_ids(kb)} == {str(pk) for pk in source.entries.values_list("pk", flat=True)}
+
+
+def test_re_ingesting_the_same_file_adds_nothing(kb, write_faq, ingest):
+    path = write_faq(FAQ)
+    ingest(path)
+    before = _indexed_ids(kb)
+    _, report = ingest(path)
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 3)
+    assert Entry.objects.filter(knowledge_base=kb).count() == 3
+    assert _indexed_ids(kb) == before
+
+
+def test_a_changed_entry_is_updated_in_place(kb, write_faq, ingest):
+    source, _ = ingest(write_faq(FAQ))
+    original = source.entries.get(key="ship")
+    changed = [dict(FAQ[0], answer="Shipping is free on every order."), *FAQ[1:]]
+    _, report = ingest(write_faq(changed))
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 2)
+    updated = source.entries.get(key="ship")
+    assert updated.pk == original.pk
+    assert updated.answer == "Shipping is free on every order."
+    documents = index.collection_for(kb).get(where={"entry_id": updated.pk}, include=["documents"])["documents"]
+    assert any("free on every order" in doc for doc in documents)
+    assert not any("4.95" in doc for doc in documents)
+
+
+def test_an_entry_removed_from_the_file_is_removed_from_the_index(kb, write_faq, ingest):
+    source, _ = ingest(write_faq(FAQ))
+    gone = source.entries.get(key="hours").pk
+    _, report = ingest(write_faq(FAQ[:2]))
+    assert report.removed == 1
+    assert not Entry.objects.filter(pk=gone).exists()
+    assert not any(i.startswith(f"{gone}:") for i in _indexed_ids(kb))
+
+
+def test_a_broken_upload_never_deletes_what_is_already_answerable(kb, write_faq, ingest, tmp_path):
+    path = write_faq(FAQ)
+    source, _ = ingest(path)
+    path.write_text('{"id": "ship", "question": "How much does shipping cost?", "answer": "4.95"}\n{not json\n')
+    _, report = ingest(path)
+    assert report.issues
+    assert source.entries.count() == 3  # "return" and "hours" were missing from the broken file but are kept
+    source.refresh_from_db()
+    assert source.status == Source.Status.PARTIAL
+    assert any("line 2" in issue["location"] or "line 2" in issue["message"] for issue in source.issues)
+
+
+def test_an_empty_file_changes_nothing_and_says_why(kb, write_faq, ingest):
+    path = write_faq(FAQ)
+    source, _ = ingest(path)
+    path.write_text("")
+    _, report = ingest(path)
+    assert report.status == Source.Status.FAILED
+    assert source.entries.count() == 3
+    assert "empty" in report.issues[0].message
+
+
+def test_a_file_over_the_size_limit_is_refused_without_loss(kb, write_faq, ingest, settings):
+    path = write_faq(FAQ)
+    source, _ = ingest(path)
+    settings.KNOWLEDGE_MAX_FILE_BYTES = 100
+    _, report = ingest(path)
+    assert report.status == Source.Status.FAILED
+    assert "limit" in report.issues[0].message
+    assert source.entries.count() == 3
+
+
+def test_a_missing_file_is_reported_and_nothing_changes(kb, write_faq, ingest):
+    path = write_faq(FAQ)
+    source, _ = ingest(path)
+    path.unlink()
+    report = sync_source(source)
+    assert report.status == Source.Status.FAILED
+    assert "not found" in report.issues[0].message
+    assert source.entries.count() == 3
+
+
+def test_duplicate_ids_keep_the_first_and_report_the_rest(kb, write_faq, ingest):
+    _, report = ingest(write_faq([*FAQ, dict(FAQ[0], answer="A second answer for the same id.")]))
+    assert report.added == 3
+    assert any("duplicate" in issue.message for issue in report.issues)
+
+
+def test_the_same_entry_in_two_sources_is_not_indexed_twice(kb, write_faq, ingest):
+    ingest(write_faq(FAQ, "a.jsonl"))
+    _, report = ingest(write_faq(FAQ[:1], "b.jsonl"))
+    assert report.added == 0
+    assert "same as an entry" in report.issues[0].message
+    assert Entry.objects.filter(knowledge_base=kb).count() == 3
+
+
+def test_an_oversized_entry_is_skipped_with_a_clear_issue(kb, write_faq, ingest, settings):
+    settings.KNOWLEDGE_MAX_ENTRY_CHARS = 200
+    _, report = ingest(write_faq([*FAQ, {"id": "long", "question": "Long?", "answer": "x " * 300}]))
+    assert report.added == 3
+    assert any("KNOWLEDGE_MAX_ENTRY_CHARS" in issue.message for issue in report.issues)
+
+
+def test_a_disabled_entry_is_never_answered_again(kb, write_faq, ingest):
+    source, _ = ingest(write_faq(FAQ))
+    ship = source.entries.get(key="ship")
+    assert route(kb, "How much does shipping cost?").entry == ship
+    set_entry_enabled(ship, False)
+    decision = route(kb, "How much does shipping cost?")
+    assert decision.entry != ship
+    assert not any(i.startswith(f"{ship.pk}:") for i in _indexed_ids(kb))
+
+
+def test_an_english_question_finds_a_spanish_entry(kb, write_faq, ingest):
+    source, _ = ingest(
+        write_faq(
+            [
+                {"id": "envio", "question": "¿Cuánto cuesta el envío?", "answer": "El envío cuesta 4,95 €."},
+                {"id": "clave", "question": "He olvidado mi contraseña", "answer": "Usa el enlace de la web."},
+            ]
+        )
+    )
+    decision = route(kb, "how much is shipping?")
+    assert decision.candidates[0].entry_id == source.entries.get(key="envio").pk
+
+
+def test_a_request_for_a_person_is_routed_to_a_person(kb, write_faq, ingest):
+    ingest(write_faq(FAQ))
+    assert route(kb, "pásame con un agente, por favor").reason == Reason.HUMAN_REQUEST
+
+
+def test_changing_the_embedding_model_rebuilds_a_clean_index(kb, write_faq, ingest, monkeypatch):
+    from knowledge import embeddings
+
+    source, _ = ingest(write_faq(FAQ))
+    old_collection = kb.collection_name
+    encoder = embeddings.get_encoder()
+    monkeypatch.setattr(encoder.backend, "name", "another-model")
+    kb.refresh_from_db()
+    collection = index.collection_for(kb)
+    kb.refresh_from_db()
+    assert kb.index_embedding_model == "another-model"
+    assert kb.collection_name != old_collection
+    assert collection.metadata["embedding_model"] == "another-model"
+    assert {i.split(":")[0] for i in collection.get(include=[])["ids"]} == {
+        str(pk) for pk in source.entries.values_list("pk", flat=True)
+    }
+    from knowledge.vectorstore import get_client
+
+    assert old_collection not in {c.name for c in get_client().list_collections()}
+
+
+def test_ingestion_as_a_celery_task_records_progress(kb, write_faq, celery_eager):
+    from knowledge.actions import source_for_location
+    from knowledge.tasks import sync_source_task
+
+    source = source_for_location(kb, str(write_faq(FAQ)))
+    sync_source_task.delay(source.pk)
+    source.refresh_from_db()
+    assert source.status == Source.Status.OK
+    assert (source.items_done, source.items_total) == (3, 3)
+
+
+def test_the_task_returns_quietly_when_the_source_is_gone(celery_eager, db):
+    from knowledge.tasks import sync_source_task
+
+    sync_source_task.delay(123456)
