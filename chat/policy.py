@@ -31,6 +31,8 @@ def judge(decision: Decision, text: str, history: list[Message]) -> Verdict:
     if decision.reason == Reason.HUMAN_REQUEST:
         return Verdict("escalate", Ticket.Reason.HUMAN_REQUEST)
     last_bot = next((m for m in reversed(history) if m.role == Message.Role.BOT), None)
+    if decision.answer and decision.entry is not None and not decision.entry.answer.strip():
+        return Verdict("escalate", Ticket.Reason.OUT_OF_SCOPE)  # matched, but there is no vetted answer to give
     if decision.answer and decision.entry is not None:
         answered_before = last_bot is not None and last_bot.entry_id == decision.entry.pk
         asked_before = any(

@@ -335,6 +335,18 @@ class _FaqCollector:
     def __init__(self) -> None:
         self.result = ParseResult()
         self._first_seen: dict[str, str] = {}
+        self._question_only: list[tuple[ParsedItem, str]] = []
+
+    def finish(self) -> ParseResult:
+        """Question-only records are an intent list when no record has an answer; otherwise they are mistakes."""
+        if self._question_only and not self.result.items:
+            self.result.items.extend(item for item, _ in self._question_only)
+        else:
+            for _, location in self._question_only:
+                self.result.add_issue(location, "missing answer; skipped")
+            self.result.issues.sort(key=_line_number)  # stable: reported in file order
+        self._question_only = []
+        return self.result
 
     def add(self, record: Mapping[str, object], location: str) -> None:
         normalized = {_normalize_key(key): value for key, value in record.items()}
@@ -346,21 +358,23 @@ class _FaqCollector:
             self.result.add_issue(location, f"duplicate id '{item.key}' (first at {first}); this one skipped")
             return
         self._first_seen[item.key] = location
-        self.result.items.append(item)
+        if item.text:
+            self.result.items.append(item)
+        else:
+            self._question_only.append((item, location))
 
     def _build(self, record: Mapping[str, object], location: str) -> ParsedItem | None:
         question = _first_text(record, _QUESTION_KEYS)
         answer = _first_text(record, _ANSWER_KEYS)
-        if not question or not answer:
-            missing = [name for name, value in (("question", question), ("answer", answer)) if not value]
-            self.result.add_issue(location, f"missing {' and '.join(missing)}; skipped")
+        if not question:
+            self.result.add_issue(location, f"missing question{' and answer' if not answer else ''}; skipped")
             return None
         entry_id = _first_text(record, _ID_KEYS)
         return ParsedItem(
             key=entry_id or _question_key(question),
             kind="faq",
             question=question,
-            text=answer,
+            text=answer or "",
             language=self._language(record, location),
             url=_first_text(record, _URL_KEYS) or "",
             phrasings=_phrasings(record.get("phrasings")),
@@ -393,6 +407,11 @@ class _FaqCollector:
                 continue
             translations.append((code, parts.get("question", ""), parts["answer"]))
         return tuple(translations)
+
+
+def _line_number(issue: ParseIssue) -> int:
+    match = re.search(r" line (\d+)$", issue.location)
+    return int(match.group(1)) if match else 0
 
 
 def _normalize_key(key: object) -> str:
@@ -490,7 +509,7 @@ def _parse_faq_csv(text: str, source: _Source) -> ParseResult:
             result.add_issue(location, message)
             continue
         collector.add(dict(zip(header, row, strict=False)), location)
-    return result
+    return collector.finish()
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -529,7 +548,7 @@ def _parse_faq_json(text: str, source: _Source) -> ParseResult:
             collector.add(entry, location)
         else:
             collector.result.add_issue(location, "not an object with question and answer; skipped")
-    return collector.result
+    return collector.finish()
 
 
 def _json_entries(document: object) -> list[object] | None:
@@ -560,7 +579,7 @@ def _parse_faq_jsonl(text: str, source: _Source) -> ParseResult:
             collector.add(entry, location)
         else:
             collector.result.add_issue(location, "not a JSON object with question and answer; line skipped")
-    return collector.result
+    return collector.finish()
 
 
 # --- Markdown: an FAQ when its headings are questions, else a document ---------------------------------------------
@@ -615,7 +634,7 @@ def _parse_faq_markdown(lines: list[str], headings: list[_Heading], source: _Sou
         answer = "\n".join(lines[heading.line_index + 1 : end]).strip()
         record = {"question": heading.title, "answer": answer}
         collector.add(record, f"{source.location} line {heading.line_index + 1}")
-    return collector.result
+    return collector.finish()
 
 
 # --- documents ------------------------------------------------------------------------------------------------------

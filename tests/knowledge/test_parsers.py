@@ -693,3 +693,14 @@ def test_crawl_of_an_unreachable_host_or_a_bad_url_is_an_issue_not_an_error() ->
     assert len(unreachable.issues) == 1
     assert unreachable.issues[0].message.startswith("could not be fetched (ConnectError")
     assert messages(not_http) == ["ftp://shop.example/: not an http(s) URL; nothing crawled"]
+
+
+def test_a_question_only_list_is_kept_as_entries_to_match_and_hand_over(tmp_path):
+    """Intent lists (every record without an answer) are valid: matched, then handed to a person."""
+    path = tmp_path / "intents.jsonl"
+    path.write_text(
+        '{"id": "a", "question": "How do I freeze my card?", "answer": ""}\n{"id": "b", "question": "Where is my refund?"}\n'
+    )
+    result = parse_file(path, max_bytes=10_000)
+    assert [(item.key, item.text) for item in result.items] == [("a", ""), ("b", "")]
+    assert result.issues == []
