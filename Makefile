@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench llamacpp
 # The two commands of the README.
 run:
 	scripts/run.sh
@@ -8,3 +8,5 @@ lint:
 	scripts/lint.sh
 bench:
 	scripts/bench.sh
+llamacpp:
+	scripts/bootstrap.sh && scripts/extras.sh llamacpp

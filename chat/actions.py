@@ -322,3 +322,16 @@ def resolve(conversation: Conversation, agent: User) -> None:
 
 def open_tickets() -> Any:
     return Ticket.objects.filter(Q(status=Ticket.Status.OPEN) | Q(status=Ticket.Status.CLAIMED))
+
+
+def draft_entry_from_reply(conversation: Conversation, message_id: int) -> Any:
+    """Turn an agent's answer into a draft FAQ entry: the customer's question, the agent's reply."""
+    from knowledge.actions import draft_entry
+
+    reply = conversation.messages.filter(pk=message_id, role=Message.Role.AGENT).first()
+    if reply is None:
+        raise NotFound("Pick one of the agent's replies in this conversation.")
+    question = conversation.messages.filter(role=Message.Role.CUSTOMER, id__lt=reply.pk).order_by("-id").first()
+    if question is None:
+        raise InvalidRequest("There is no customer question before this reply.")
+    return draft_entry(conversation.knowledge_base, question.text, reply.text, language_of(conversation))

@@ -218,10 +218,12 @@ async def feedback(request: HttpRequest, conversation_id: str, message_id: int) 
     data = parse(request, Feedback)
     message, notice = await sync_to_async(actions.give_feedback)(conversation, message_id, data.helpful)
     await sync_to_async(conversation.refresh_from_db)()
+    queue = await sync_to_async(actions.queue_info)(conversation)
     return JsonResponse(
         {
             "message": message_dict(message),
             "status": conversation.status,
+            "queue": queue,
             "notice": message_dict(notice) if notice else None,
         }
     )

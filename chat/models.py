@@ -136,6 +136,28 @@ class Ticket(models.Model):
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["status", "created_at"])]
+        permissions = [("view_metrics", "Can see support metrics")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_reason_display()}"
+
+    @property
+    def waiting_minutes(self) -> float:
+        end = self.claimed_at or timezone.now()
+        return (end - self.created_at).total_seconds() / 60
+
+
+class CannedReply(models.Model):
+    """A ready-made answer agents can insert and adapt."""
+
+    title = models.CharField(max_length=200)
+    text = models.TextField()
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name_plural = "canned replies"
+
+    def __str__(self) -> str:
+        return self.title

@@ -9,6 +9,7 @@ OPS = "ops"
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     AGENTS: [
+        ("chat", "view_cannedreply"),
         ("chat", "view_conversation"),
         ("chat", "change_conversation"),
         ("chat", "view_message"),
@@ -18,6 +19,11 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("knowledge", "view_entry"),
     ],
     OPS: [
+        ("chat", "view_metrics"),
+        ("chat", "add_cannedreply"),
+        ("chat", "change_cannedreply"),
+        ("chat", "delete_cannedreply"),
+        ("chat", "view_cannedreply"),
         ("chat", "view_conversation"),
         ("chat", "view_message"),
         ("chat", "view_ticket"),

@@ -49,8 +49,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "This conversation has been marked as resolved. If you need anything else, write here.",
     },
     "sorry_not_helpful": {
-        "es": "Siento que no te haya servido. Te paso con una persona del equipo.",
-        "en": "Sorry that didn't help. I'm passing you to a person on our team.",
+        "es": "Siento que no te haya servido.",
+        "en": "Sorry that didn't help.",
     },
 }
 

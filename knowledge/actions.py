@@ -220,3 +220,50 @@ def save_entry(entry: Entry) -> Entry:
 def delete_entries(kb: KnowledgeBase, entry_ids: list[int]) -> None:
     index.remove_entries(kb, entry_ids)
     Entry.objects.filter(knowledge_base=kb, pk__in=entry_ids).delete()
+
+
+DUPLICATE_SIMILARITY = 0.93  # cosine between question vectors above which a draft is flagged as a duplicate
+
+
+def find_duplicate(kb: KnowledgeBase, question: str) -> tuple[Entry, float] | None:
+    """The published entry whose question (or phrasing) is nearly the same as ``question``, if any."""
+    from knowledge.embeddings import get_encoder
+
+    vector = get_encoder().embed([question], is_query=True)[0]
+    for hit in index.search(kb, vector, 10):
+        if hit.kind in ("question", "phrasing") and hit.similarity >= DUPLICATE_SIMILARITY:
+            entry = Entry.objects.filter(pk=int(hit.entry_id)).first()
+            if entry is not None:
+                return entry, hit.similarity
+    return None
+
+
+def manual_source(kb: KnowledgeBase, name: str = "Agent answers") -> Source:
+    source, _ = Source.objects.get_or_create(knowledge_base=kb, name=name, defaults={"kind": Source.Kind.MANUAL})
+    return source
+
+
+def draft_entry(kb: KnowledgeBase, question: str, answer: str, language: str) -> Entry:
+    """A draft FAQ entry for ops to review; flagged when an existing entry already asks the same."""
+    source = manual_source(kb)
+    entry = Entry(
+        knowledge_base=kb,
+        source=source,
+        key=f"draft-{timezone.now():%Y%m%d%H%M%S%f}",
+        question=question.strip(),
+        answer=answer.strip(),
+        language=language,
+        status=Entry.Status.DRAFT,
+    )
+    duplicate = find_duplicate(kb, entry.question)
+    if duplicate is not None:
+        entry.duplicate_of, entry.duplicate_score = duplicate[0], round(duplicate[1], 4)
+    entry.content_hash = entry.compute_hash()
+    entry.save()
+    return entry
+
+
+def publish_entry(entry: Entry) -> Entry:
+    """Publish a reviewed draft: it is indexed and answerable from the next message."""
+    entry.status = Entry.Status.PUBLISHED
+    return save_entry(entry)

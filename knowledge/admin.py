@@ -89,12 +89,18 @@ class SourceAdmin(admin.ModelAdmin):
 
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
-    list_display = ("question", "kind", "language", "source", "enabled", "status", "updated_at")
+    list_display = ("question", "kind", "language", "source", "enabled", "status", "duplicate_flag", "updated_at")
     list_filter = ("knowledge_base", "kind", "language", "enabled", "status", "source")
     search_fields = ("question", "answer", "key")
-    readonly_fields = ("content_hash", "indexed_hash", "created_at", "updated_at")
+    readonly_fields = ("content_hash", "indexed_hash", "duplicate_of", "duplicate_score", "created_at", "updated_at")
     actions = ("disable", "enable", "publish")
     list_select_related = ("source",)
+
+    @admin.display(description="possible duplicate")
+    def duplicate_flag(self, entry: Entry) -> str:
+        if entry.duplicate_of_id is None:
+            return ""
+        return f"⚠ #{entry.duplicate_of_id} ({entry.duplicate_score or 0:.2f})"
 
     def save_model(self, request: HttpRequest, obj: Entry, form: Any, change: bool) -> None:
         actions.save_entry(obj)
@@ -120,8 +126,9 @@ class EntryAdmin(admin.ModelAdmin):
     @admin.action(description="Publish selected drafts")
     def publish(self, request: HttpRequest, queryset: QuerySet[Entry]) -> None:
         for entry in queryset.filter(status=Entry.Status.DRAFT):
-            entry.status = Entry.Status.PUBLISHED
-            actions.save_entry(entry)
+            actions.publish_entry(entry)
+            self.log_change(request, entry, "Published")
+        messages.success(request, "Published: the entries are answerable from the next message.")
 
 
 @admin.register(Example)

@@ -111,6 +111,10 @@ class Entry(models.Model):
     )
     enabled = models.BooleanField(default=True, help_text="Disabled entries are never answered.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PUBLISHED)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, help_text="A draft too similar to this entry."
+    )
+    duplicate_score = models.FloatField(null=True, blank=True)
     content_hash = models.CharField(max_length=64, editable=False)
     indexed_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)

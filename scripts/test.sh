@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/system-deps.sh
+# The real llama.cpp test needs the optional extra (compiled once, then cached by pip).
+scripts/extras.sh llamacpp
 
 export DJANGO_SETTINGS_MODULE=support.settings
 status=0

@@ -64,7 +64,11 @@ def _isolated_data(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> P
     settings.CHROMA_URL = ""
     broker = root / "broker"
     broker.mkdir()
-    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(broker), "data_folder_out": str(broker)}
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(broker),
+        "data_folder_out": str(broker),
+        "control_folder": str(broker),
+    }
     return root
 
 
@@ -119,3 +123,44 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server on loopback for this session (Debian's postgresql, run as user postgres)."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        pytest.fail("PostgreSQL is not installed: run scripts/system-deps.sh (make test does)")
+    initdb, pg_ctl = os.path.join(bins[-1], "initdb"), os.path.join(bins[-1], "pg_ctl")
+    import tempfile
+
+    # Not under pytest's tmp dir: that one is private to root, and the server runs as postgres.
+    folder = Path(tempfile.mkdtemp(prefix="support-pg-"))
+    folder.chmod(0o755)
+    data = folder / "data"
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run(
+        [*as_postgres, initdb, "-D", str(data), "-U", "support", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c full_page_writes=off"
+    subprocess.run(
+        [*as_postgres, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgres://support@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

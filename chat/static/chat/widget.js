@@ -360,7 +360,7 @@
   const CSS = `
 :host{all:initial}
 *{box-sizing:border-box}
-.root{position:fixed;bottom:20px;right:20px;z-index:2147483000;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1a1a1a;text-align:left}
+.root{all:initial;display:block;position:fixed;bottom:20px;right:20px;z-index:2147483000;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1a1a1a;text-align:left;direction:ltr;cursor:auto}
 .root.left{right:auto;left:20px}
 button{font:inherit;cursor:pointer}
 :focus-visible{outline:3px solid var(--link);outline-offset:2px}
@@ -438,6 +438,8 @@ textarea{font-size:16px}
 }`;
 
   const host = h("div", { "data-support-chat": kb });
+  // The page's own rules can reach the host element (and through it, inherited properties): neutralise them.
+  host.setAttribute("style", "all:initial!important;display:block!important");
   const shadow = host.attachShadow({ mode: "open" });
   const root = h("div", { class: `root${ds.position === "left" ? " left" : ""}` });
   const applyColor = (c) => Object.entries(palette(c)).forEach(([k, v]) => root.style.setProperty(k, v));
@@ -483,8 +485,8 @@ textarea{font-size:16px}
     form,
     h("div", { class: "meta" }, hint, count)
   );
-  panel.addEventListener("keydown", (e) => {
-    if (e.key === "Escape") {
+  root.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && state.open) {
       e.stopPropagation();
       close();
     }
@@ -550,7 +552,19 @@ textarea{font-size:16px}
       if (replacing && replacing !== seen.get(m.id)) replacing.remove();
       return seen.get(m.id);
     }
+    if (m.role === "customer" && m.id != null) {
+      // The server already has a message we are still sending (the events stream saw it first): confirm it in place.
+      const mine = [...log.querySelectorAll(".msg.customer:not([data-id])")].find((el) => el.sent === m.text.trim());
+      if (mine) {
+        mine.classList.remove("pending");
+        mine.dataset.id = m.id;
+        seen.set(m.id, mine);
+        state.lastId = Math.max(state.lastId, m.id);
+        return mine;
+      }
+    }
     const el = buildMessage(m);
+    if (m.role === "customer") el.sent = String(m.text).trim();
     if (replacing && replacing.isConnected) replacing.replaceWith(el);
     else append(el);
     if (m.id != null) {
@@ -598,7 +612,10 @@ textarea{font-size:16px}
       buttons.forEach((b, i) => b.setAttribute("aria-pressed", String((i === 0 ? 1 : -1) === value)));
       note.textContent = t.thanks;
       note.className = "";
-      if (res.notice) showMessage(res.notice, { notify: true });
+      if (res.notice) {
+        showMessage(res.notice, { notify: true });
+        toBottom();
+      }
       if (res.status && res.status !== state.status) {
         applyStatus(res.status, null);
         refresh(); // the feedback answer has no queue; the conversation has
@@ -622,6 +639,7 @@ textarea{font-size:16px}
 
   const applyStatus = (status, queue) => {
     if (!status) return;
+    const stick = nearBottom(); // the banner's height changes; keep the newest message in view
     state.status = status;
     save();
     let text = "";
@@ -631,6 +649,7 @@ textarea{font-size:16px}
     else if (status === "resolved") text = t.resolved;
     banner.textContent = text;
     humanBtn.hidden = PEOPLE.includes(status);
+    if (stick) toBottom();
     if (PEOPLE.includes(status)) startPolling();
   };
 
@@ -735,7 +754,7 @@ textarea{font-size:16px}
 
   const showTyping = () =>
     append(
-      h("div", { class: "msg bot", "aria-label": t.typing }, h("div", { class: "bubble typing" }, h("i"), h("i"), h("i"))),
+      h("div", { class: "msg bot" }, h("span", { class: "sr" }, t.typing), h("div", { class: "bubble typing" }, h("i"), h("i"), h("i"))),
       true
     );
 

@@ -1,0 +1,53 @@
+"""Shared set-up for benchmark scripts: an isolated product instance (own DB, Chroma and cache folders)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def isolated_django(data_dir: str | None = None, keep_cache: bool = True) -> Path:
+    """Point DATA_DIR at a fresh folder (the vector cache may be kept between runs) and set Django up."""
+    folder = Path(data_dir or tempfile.mkdtemp(prefix="bench-"))
+    os.environ["DATA_DIR"] = str(folder)
+    os.environ.setdefault("LOG_LEVEL", "warning")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    sys.path.insert(0, str(ROOT))
+    if keep_cache:
+        shared_cache = ROOT / "var" / "cache"
+        shared_cache.mkdir(parents=True, exist_ok=True)
+        (folder / "cache").mkdir(parents=True, exist_ok=True)
+        target = folder / "cache" / "vectors.sqlite3"
+        if not target.exists():
+            target.symlink_to(shared_cache / "vectors.sqlite3")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return folder
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"p50": round(pick(0.5), 2), "p95": round(pick(0.95), 2), "mean": round(statistics.fmean(values), 2)}
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}, {os.uname().machine}"

@@ -1,0 +1,210 @@
+"""The agent side: the ticket queue, the conversation workspace, canned replies, and ops metrics.
+
+Agents (group "agents") work tickets; ops (group "ops") see metrics and knowledge; a staff user
+without a role sees nothing. Every working action is permission-checked in chat.admin_views and
+recorded in Django's admin log (who, what, when).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from chat import admin_views
+from chat.models import CannedReply, Conversation, Message, Ticket
+
+
+class AssigneeFilter(admin.SimpleListFilter):
+    title = "assignee"
+    parameter_name = "assignee"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("mine", "Mine"), ("unassigned", "Unassigned")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> QuerySet[Ticket]:
+        if self.value() == "mine":
+            return queryset.filter(claimed_by_id=request.user.pk)
+        if self.value() == "unassigned":
+            return queryset.filter(claimed_by__isnull=True)
+        return queryset
+
+
+class ActiveFilter(admin.SimpleListFilter):
+    """The queue shows open and claimed tickets unless asked for others."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Waiting or with an agent"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": (self.value() or "active") == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> QuerySet[Ticket]:
+        if (self.value() or "active") == "active":
+            return queryset.filter(status__in=[Ticket.Status.OPEN, Ticket.Status.CLAIMED])
+        return queryset
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    """The queue: oldest first, stale ones highlighted, refreshed live by chat/static/chat/agent.js."""
+
+    list_display = (
+        "ticket",
+        "waiting",
+        "reason",
+        "confidence_display",
+        "language",
+        "summary_short",
+        "last_message",
+        "status",
+        "claimed_by",
+    )
+    list_filter = (ActiveFilter, AssigneeFilter, "status", "reason", "conversation__language", "by_email")
+    ordering = ("created_at",)
+    list_select_related = ("conversation", "claimed_by")
+    list_per_page = 50
+    search_fields = ("summary", "conversation__customer_email", "conversation__customer_name")
+    show_full_result_count = False
+
+    class Media:
+        js = ("chat/agent.js",)
+        css = {"all": ("chat/agent.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Ticket]:
+        last = Message.objects.filter(
+            conversation=OuterRef("conversation_id"), role__in=[Message.Role.CUSTOMER, Message.Role.AGENT]
+        ).order_by("-id")
+        return super().get_queryset(request).annotate(last_text=Subquery(last.values("text")[:1]))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tickets come from escalations only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="ticket", ordering="pk")
+    def ticket(self, ticket: Ticket) -> str:
+        url = reverse("admin:chat_conversation_work", args=[ticket.conversation_id])
+        return format_html('<a href="{}" class="open-ticket">#{} open</a>', url, ticket.pk)
+
+    @admin.display(description="waiting", ordering="created_at")
+    def waiting(self, ticket: Ticket) -> str:
+        minutes = ticket.waiting_minutes
+        stale = ticket.status == Ticket.Status.OPEN and minutes >= settings.TICKET_STALE_MINUTES
+        label = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+        return format_html('<span class="{}">{}</span>', "stale" if stale else "", label)
+
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_display(self, ticket: Ticket) -> str:
+        return "—" if ticket.confidence is None else f"{ticket.confidence:.2f}"
+
+    @admin.display(description="language", ordering="conversation__language")
+    def language(self, ticket: Ticket) -> str:
+        return ticket.conversation.language
+
+    @admin.display(description="summary")
+    def summary_short(self, ticket: Ticket) -> str:
+        return ticket.summary[:140]
+
+    @admin.display(description="last message")
+    def last_message(self, ticket: Ticket) -> str:
+        return (getattr(ticket, "last_text", "") or "")[:100]
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path("live/", self.admin_site.admin_view(admin_views.queue_counts), name="chat_ticket_live"),
+            path("metrics/", self.admin_site.admin_view(admin_views.metrics), name="chat_metrics"),
+            *super().get_urls(),
+        ]
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("created_at", "role", "author", "text", "confidence", "feedback")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "status", "language", "assignee", "channel", "created_at", "workspace")
+    list_filter = ("status", "language", "channel", "knowledge_base")
+    search_fields = ("customer_name", "customer_email", "customer_ref", "id")
+    readonly_fields = (
+        "id",
+        "knowledge_base",
+        "channel",
+        "language",
+        "status",
+        "assignee",
+        "customer_name",
+        "customer_email",
+        "customer_ref",
+        "page_url",
+        "created_at",
+        "updated_at",
+    )
+    exclude = ("token_hash",)
+    inlines = (MessageInline,)
+    list_select_related = ("assignee",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="")
+    def workspace(self, conversation: Conversation) -> str:
+        url = reverse("admin:chat_conversation_work", args=[conversation.pk])
+        return format_html('<a href="{}">Open workspace</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<uuid:conversation_id>/work/",
+                self.admin_site.admin_view(admin_views.workspace),
+                name="chat_conversation_work",
+            ),
+            path(
+                "<uuid:conversation_id>/poll/",
+                self.admin_site.admin_view(admin_views.poll),
+                name="chat_conversation_poll",
+            ),
+            *super().get_urls(),
+        ]
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    list_display = ("title", "language", "created_at")
+    list_filter = ("language",)
+    search_fields = ("title", "text")
+
+
+def waiting_counts() -> dict[str, int]:
+    stale_before = timezone.now() - timedelta(minutes=settings.TICKET_STALE_MINUTES)
+    open_tickets = Ticket.objects.filter(status=Ticket.Status.OPEN)
+    return {
+        "waiting": open_tickets.count(),
+        "stale": open_tickets.filter(created_at__lt=stale_before).count(),
+        "with_agent": Ticket.objects.filter(status=Ticket.Status.CLAIMED).count(),
+    }

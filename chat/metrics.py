@@ -1,0 +1,79 @@
+"""Support figures for ops: volume, auto-resolution, escalations, waiting and handling times, feedback."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from chat.models import Conversation, Message, Ticket
+
+UNANSWERED_REASONS = (Ticket.Reason.OUT_OF_SCOPE, Ticket.Reason.LOW_CONFIDENCE, Ticket.Reason.REPEATED_FAILURE)
+
+
+def _median_minutes(pairs: list[tuple[Any, Any]]) -> float | None:
+    spans = [(end - start).total_seconds() / 60 for start, end in pairs if start and end]
+    return round(statistics.median(spans), 1) if spans else None
+
+
+def compute(days: int) -> dict[str, Any]:
+    since = timezone.now() - timedelta(days=days)
+    conversations = Conversation.objects.filter(created_at__gte=since).annotate(
+        customer_messages=Count("messages", filter=Q(messages__role=Message.Role.CUSTOMER)),
+        bot_answers=Count("messages", filter=Q(messages__role=Message.Role.BOT, messages__entry__isnull=False)),
+        ticket_count=Count("tickets", distinct=True),
+    )
+    active = conversations.filter(customer_messages__gt=0)
+    total = active.count()
+    auto_resolved = active.filter(bot_answers__gt=0, ticket_count=0).count()
+    tickets = Ticket.objects.filter(created_at__gte=since)
+    by_reason = {row["reason"]: row["n"] for row in tickets.values("reason").annotate(n=Count("id"))}
+    feedback = Message.objects.filter(created_at__gte=since, role=Message.Role.BOT).aggregate(
+        helpful=Count("id", filter=Q(feedback=1)), not_helpful=Count("id", filter=Q(feedback=-1))
+    )
+    rated = feedback["helpful"] + feedback["not_helpful"]
+    return {
+        "conversations": total,
+        "auto_resolution_rate": auto_resolved / total if total else None,
+        "escalation_rate": tickets.values("conversation").distinct().count() / total if total else None,
+        "escalations_by_reason": [
+            {"reason": Ticket.Reason(reason).label, "count": n, "rate": n / total if total else None}
+            for reason, n in sorted(by_reason.items(), key=lambda item: -item[1])
+        ],
+        "median_wait_to_claim_min": _median_minutes(list(tickets.values_list("created_at", "claimed_at"))),
+        "median_handling_min": _median_minutes(list(tickets.values_list("claimed_at", "resolved_at"))),
+        "feedback_helpful": feedback["helpful"],
+        "feedback_not_helpful": feedback["not_helpful"],
+        "csat": feedback["helpful"] / rated if rated else None,
+        "top_unanswered": top_unanswered(since),
+    }
+
+
+def top_unanswered(since: Any, limit: int = 300, similarity: float = 0.88) -> list[dict[str, Any]]:
+    """Questions the bot could not answer, grouped by meaning (greedy clustering on embeddings)."""
+    texts = list(
+        Ticket.objects.filter(created_at__gte=since, reason__in=UNANSWERED_REASONS, trigger_message__isnull=False)
+        .order_by("-created_at")
+        .values_list("trigger_message__text", flat=True)[:limit]
+    )
+    if not texts:
+        return []
+    from knowledge.embeddings import get_encoder
+
+    vectors = get_encoder().embed(texts, is_query=True)
+    clusters: list[dict[str, Any]] = []
+    centres: list[Any] = []
+    for text, vector in zip(texts, vectors, strict=True):
+        scores = [float(vector @ centre) for centre in centres]
+        best = max(range(len(scores)), key=scores.__getitem__) if scores else -1
+        if best >= 0 and scores[best] >= similarity:
+            clusters[best]["count"] += 1
+            if len(clusters[best]["examples"]) < 3:
+                clusters[best]["examples"].append(text[:160])
+        else:
+            centres.append(vector)
+            clusters.append({"question": text[:160], "count": 1, "examples": []})
+    return sorted(clusters, key=lambda c: -c["count"])[:10]
