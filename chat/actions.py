@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -82,12 +84,25 @@ def add_customer_message(conversation: Conversation, text: str, client_id: str =
                 updates["language"] = conversation.language = language
             if conversation.status == Conversation.Status.RESOLVED:
                 updates["status"] = conversation.status = Conversation.Status.BOT
-            if not conversation.customer_email and (found := _EMAIL.search(text)):
-                updates["customer_email"] = conversation.customer_email = found.group(0)
+            if not conversation.customer_email and (email := _email_in(text)):
+                updates["customer_email"] = conversation.customer_email = email
             Conversation.objects.filter(pk=conversation.pk).update(**updates)
     except IntegrityError:  # the same client_id raced in twice: the first one stands
         return conversation.messages.get(client_id=client_id), False
     return message, True
+
+
+def _email_in(text: str) -> str:
+    """The first valid e-mail address in a message (customers leave one for an e-mail reply), or ""."""
+    for found in _EMAIL.finditer(text):
+        candidate = found.group(0)
+        try:
+            validate_email(candidate)
+        except ValidationError:
+            continue
+        if len(candidate) <= 254:
+            return candidate
+    return ""
 
 
 def language_of(conversation: Conversation) -> str:

@@ -150,8 +150,8 @@ async def post_message(request: HttpRequest, conversation_id: str) -> HttpRespon
     conversation = await conversation_for(request, conversation_id)
     data = parse(request, PostMessage)
     await sync_to_async(ratelimit.hit)("messages", str(conversation.pk), settings.CHAT_RATE_LIMIT_PER_MINUTE)
-    message, _ = await sync_to_async(actions.add_customer_message)(conversation, data.text, data.client_id)
-    turn = respond(conversation, message)
+    message, created = await sync_to_async(actions.add_customer_message)(conversation, data.text, data.client_id)
+    turn = respond(conversation, message, is_retry=not created)
 
     if "text/event-stream" in request.headers.get("Accept", ""):
 
@@ -234,8 +234,9 @@ async def handoff(request: HttpRequest, conversation_id: str) -> HttpResponseBas
     conversation = await conversation_for(request, conversation_id)
     parse(request, Handoff)
     _, notice = await sync_to_async(actions.request_handoff)(conversation)
+    await sync_to_async(conversation.refresh_from_db)(fields=["status"])
     queue = await sync_to_async(actions.queue_info)(conversation)
-    return JsonResponse({"status": Conversation.Status.WAITING, "queue": queue, "notice": message_dict(notice)})
+    return JsonResponse({"status": conversation.status, "queue": queue, "notice": message_dict(notice)})
 
 
 async def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:

@@ -42,16 +42,23 @@ def source_of(entry: Entry, language: str) -> dict[str, Any]:
     return {"entry_id": entry.pk, "title": question, "url": entry.url}
 
 
-def _trimmed_context(entries: list[Entry], language: str) -> list[tuple[int, str, str]]:
-    """Numbered (n, title, text) entries that fit the model's window after prompt and answer."""
-    budget_chars = max(settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_TOKENS - 250, 200) * 3
+CHARS_PER_TOKEN = 3  # conservative for Spanish and English with small-vocabulary models
+ENTRY_MARKUP_CHARS = 40  # <entry n="1" title="…">…</entry>
+
+
+def _trimmed_context(entries: list[Entry], language: str, fixed_prompt_chars: int) -> list[tuple[int, str, str]]:
+    """Numbered (n, title, text) entries that fit the model's window beside the prompt and the answer."""
+    window_chars = (settings.LLM_CONTEXT_TOKENS - settings.LLM_MAX_TOKENS) * CHARS_PER_TOKEN
+    room = window_chars - fixed_prompt_chars
     numbered: list[tuple[int, str, str]] = []
     for n, entry in enumerate(entries, start=1):
         question, answer = entry.answer_in(language)
-        room = budget_chars - sum(len(t) + len(b) for _, t, b in numbered)
-        if room <= 80:
+        space = room - ENTRY_MARKUP_CHARS - len(question)
+        if space < 80 and numbered:
             break
-        numbered.append((n, question, answer[: max(room - len(question), 0)]))
+        body = answer[: max(space, 0)]
+        numbered.append((n, question, body))
+        room -= ENTRY_MARKUP_CHARS + len(question) + len(body)
     return numbered
 
 
@@ -88,14 +95,15 @@ def build_chain(chat_model: BaseChatModel | None) -> Runnable[dict[str, Any], di
 async def _generate(chat_model: BaseChatModel, payload: dict[str, Any], vetted: str) -> AsyncIterator[dict[str, Any]]:
     language = payload["language"]
     entries: list[Entry] = payload["context"]
-    numbered = _trimmed_context(entries, language)
+    values = {
+        "company": payload.get("company", "our company"),
+        "language_name": LANGUAGE_NAMES.get(language, "the customer's language"),
+        "question": payload["text"],
+    }
+    fixed = sum(len(str(m.content)) for m in ANSWER_PROMPT.format_messages(**values, context=""))
+    numbered = _trimmed_context(entries, language, fixed)
     context_text = format_context(numbered)
-    prompt = ANSWER_PROMPT.format_messages(
-        company=payload.get("company", "our company"),
-        language_name=LANGUAGE_NAMES.get(language, "the customer's language"),
-        context=context_text,
-        question=payload["text"],
-    )
+    prompt = ANSWER_PROMPT.format_messages(**values, context=context_text)
     pieces: list[str] = []
     async with asyncio.timeout(settings.LLM_TIMEOUT_S):
         async for chunk in chat_model.astream(prompt):

@@ -7,12 +7,14 @@ the customer's message, stored first, is never lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from chat import actions
 from chat.chain import build_chain
@@ -72,9 +74,23 @@ def _escalate(conversation: Conversation, message: Message, reason: str, decisio
     return notice
 
 
-async def respond(conversation: Conversation, message: Message) -> AsyncIterator[Event]:
+async def _reply_of_a_retry(message: Message) -> Message | None:
+    """A retried message (same client_id) whose first attempt may still be generating: wait for its reply."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.LLM_TIMEOUT_S + 5
+    while True:
+        reply = await sync_to_async(_existing_reply)(message)
+        if reply is not None or loop.time() > deadline:
+            return reply  # None: the first attempt died without a reply, so this one answers
+        await asyncio.sleep(0.1)
+
+
+async def respond(conversation: Conversation, message: Message, is_retry: bool = False) -> AsyncIterator[Event]:
     yield "customer", message_dict(message)
-    earlier = await sync_to_async(_existing_reply)(message)
+    if is_retry:
+        earlier = await _reply_of_a_retry(message)
+    else:
+        earlier = await sync_to_async(_existing_reply)(message)
     if earlier is not None:  # a retry of a turn that was already answered: send that answer again
         yield "message", await sync_to_async(message_dict)(earlier)
         yield "status", await sync_to_async(_status)(conversation)

@@ -25,21 +25,22 @@ _STRICT_PERSON = (
     r"human|human\s+being|agent|operator|representative|manager|real\s+person|live\s+person)\b"
 )
 _CONTACT = (
-    r"(?:(?:hablar|hablo|hable|habla|pasar|pasame|pasadme|pasenme|pase|ponme|ponedme|poner|pongan|pongais|"
-    r"comunicar|comunicarme|comuniquen|comunicarnos|contactar|contacto|chatear)\s+con"
+    r"(?:(?:h?ablar|h?ablo|h?able|h?abla|pasar|pasarme|pasame|pasadme|pasenme|pase|paseme|pasas|pasais|pasan|"
+    r"ponme|ponedme|poner|ponerme|pongan|pongais|poneme|comunicar|comunicarme|comuniquen|comunicarnos|comunicas|"
+    r"comunicais|contactar|contacto|chatear)\s+con"
     r"|(?:derivar|derivarme|derivadme|derivame|transferir|transferirme|transfiereme)\s+a"
     r"|(?:que|q)\s+me\s+(?:llame|llamen|atienda|atiendan)"
     r"|(?:speak|talk|chat)\s+(?:to|with)|(?:transfer|connect|put)\s+me\s+(?:to|with|through)|get\s+me"
     r"|escalate\s+(?:this|to|me))"
 )
-_WANT = r"(?:quiero|necesito|queremos|want|need|like|prefer)"
+_WANT = r"(?:quiero|kiero|necesito|queremos|want|need|like|prefer)"
 _REQUEST = re.compile(
-    rf"\b{_CONTACT}\b(?:\W+\w+){{0,3}}?\W+{_PERSON}|\b{_CONTACT}\s+(?:alguien|someone|somebody)\b"
+    rf"\b{_CONTACT}\b(?:\W+(?!mi\b|mis\b|my\b|our\b|nuestro\b|nuestra\b)\w+){{0,3}}?\W+{_PERSON}|\b{_CONTACT}\s+(?:alguien|someone|somebody)\b"
     rf"|\b{_WANT}\b(?:\W+\w+){{0,2}}?\W+{_STRICT_PERSON}"
 )
 _BARE = re.compile(
     rf"^\W*(?:(?:please|por\s+favor|porfa|quiero|i\s+want|un|una|an?|the)\s+)?(?:customer\s+service\s+)?{_PERSON}"
-    r"(?:\s+(?:humano|humana|real|de\s+verdad|please|por\s+favor|porfa|ya|now))*\W*$"
+    r"(?:\s+(?:humano|humana|real|de\s+verdad|please|pls|plz|por\s+favor|porfa|ya|now))*\W*$"
 )
 _FRUSTRATION = re.compile(
     r"(?:\b(?:segunda|tercera|cuarta|quinta)\s+vez\s+que\s+(?:os\s+|te\s+|les\s+)?(?:escribo|llamo|contacto|reclamo)\b|"

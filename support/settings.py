@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "knowledge",
     "chat",
+    "learning",
 ]
 
 MIDDLEWARE = [
@@ -162,12 +163,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "support@localhost")
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "filesystem://", ("filesystem", "redis", "rediss", "amqp"))
 CELERY_BROKER_FOLDER = DATA_DIR / "celery-broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
-    {"data_folder_in": str(CELERY_BROKER_FOLDER), "data_folder_out": str(CELERY_BROKER_FOLDER)}
+    {
+        "data_folder_in": str(CELERY_BROKER_FOLDER),
+        "data_folder_out": str(CELERY_BROKER_FOLDER),
+        "control_folder": str(CELERY_BROKER_FOLDER / "control"),
+    }
     if CELERY_BROKER_URL.startswith("filesystem://")
     else {}
 )
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_FOLDER.mkdir(parents=True, exist_ok=True)
+    (CELERY_BROKER_FOLDER / "control").mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
@@ -220,6 +225,13 @@ TICKET_STALE_MINUTES = env_int("TICKET_STALE_MINUTES", 10, minimum=1)
 LEARNING_RETENTION_DAYS = env_int("LEARNING_RETENTION_DAYS", 90, minimum=1)
 LEARNING_MAX_WRONG_ANSWER_INCREASE = env_float("LEARNING_MAX_WRONG_ANSWER_INCREASE", 0.005, minimum=0.0)
 LEARNING_MIN_NEW_EXAMPLES = env_int("LEARNING_MIN_NEW_EXAMPLES", 20, minimum=0)
+# An answer with no feedback and no further customer message for this long counts as right; 0 = never.
+LEARNING_NO_FOLLOW_UP_MINUTES = env_int("LEARNING_NO_FOLLOW_UP_MINUTES", 30, minimum=0)
+# Conversations in this hash bucket are the held-out slice the gate evaluates on (never trained on).
+LEARNING_HOLDOUT_PERCENT = env_int("LEARNING_HOLDOUT_PERCENT", 20, minimum=1, maximum=50)
+# Extra gate sets: "faq.jsonl=queries.jsonl" pairs, comma-separated; the FAQ must be a source of the KB.
+LEARNING_BENCHMARKS = env_list("LEARNING_BENCHMARKS", [])
+LEARNING_RETRAIN_CRON = env_str("LEARNING_RETRAIN_CRON", "0 3 * * *")  # minute hour day month weekday
 
 # --- Logging: one JSON object a line by default (LOG_FORMAT=text for humans) ------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

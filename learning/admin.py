@@ -1,0 +1,181 @@
+"""Ops' side of the learning loop: turn logs, label review, retraining jobs, versions, customers' rights."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from knowledge.admin import KnowledgeBaseAdmin, RoutingVersionAdmin
+from knowledge.models import KnowledgeBase, RoutingVersion
+from learning import actions, labels
+from learning.models import LabelledExample, RetrainingJob, TurnLog
+
+
+def _customers(queryset: QuerySet[TurnLog]) -> list[actions.Customer]:
+    found = []
+    for conversation in {log.conversation for log in queryset.select_related("conversation")}:
+        if conversation.customer_email or conversation.customer_ref:
+            found.append(actions.Customer(email=conversation.customer_email, ref=conversation.customer_ref))
+    return found
+
+
+@admin.register(TurnLog)
+class TurnLogAdmin(admin.ModelAdmin):
+    list_display = ("text", "language", "decision_reason", "entry", "confidence", "feedback", "escalated", "split")
+    list_filter = ("knowledge_base", "language", "decision_reason", "escalated", "feedback", "split")
+    search_fields = ("text", "reply_text")
+    raw_id_fields = ("resolution_entry",)
+    readonly_fields = [
+        f.name for f in TurnLog._meta.fields if f.name not in ("resolution_entry", "confirmed_out_of_scope")
+    ]
+    actions = ("export_customers", "erase_customers")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # logs come from conversations only
+
+    @admin.action(description="Export all data of these customers (right of access)", permissions=["view"])
+    def export_customers(self, request: HttpRequest, queryset: QuerySet[TurnLog]) -> HttpResponse | None:
+        customers = _customers(queryset)
+        if not customers:
+            messages.warning(request, "These conversations have no customer e-mail or id to export by.")
+            return None
+        data = [actions.export_customer(customer) for customer in customers]
+        response = HttpResponse(json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="customer-data-{timezone.now():%Y%m%d%H%M}.json"'
+        return response
+
+    @admin.action(description="Erase all data of these customers (right of erasure)", permissions=["delete"])
+    def erase_customers(self, request: HttpRequest, queryset: QuerySet[TurnLog]) -> TemplateResponse | None:
+        customers = _customers(queryset)
+        if not customers:
+            messages.warning(request, "These conversations have no customer e-mail or id to erase by.")
+            return None
+        if request.POST.get("confirmed") != "yes":
+            return TemplateResponse(
+                request,
+                "learning/confirm_erasure.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Erase customers' data?",
+                    "customers": customers,
+                    "queryset": queryset,
+                    "action": "erase_customers",
+                    "opts": self.model._meta,
+                },
+            )
+        for customer in customers:
+            result = actions.erase_customer(customer)
+            self.message_user(
+                request,
+                f"Erased {customer.email or customer.ref}: {result.conversations} conversations, {result.turn_logs} "
+                f"turn logs, {result.labelled_examples} labels, {result.learned_phrasings} learned phrasings; "
+                f"{result.exports_rewritten} exports rewritten.",
+                messages.SUCCESS,
+            )
+        return None
+
+
+@admin.register(LabelledExample)
+class LabelledExampleAdmin(admin.ModelAdmin):
+    """Label review: confirm, reject, or correct the kind and entry (a correction is never re-derived)."""
+
+    list_display = ("text", "kind", "entry", "rule", "status", "split", "language", "created_at")
+    list_filter = ("knowledge_base", "kind", "rule", "status", "split", "language")
+    search_fields = ("text",)
+    raw_id_fields = ("entry", "turn")
+    readonly_fields = (
+        "rule",
+        "turn",
+        "conversation_id",
+        "split",
+        "customer_email_hash",
+        "customer_ref_hash",
+        "reviewed_by",
+        "reviewed_at",
+        "created_at",
+    )
+    actions = ("confirm", "reject", "mark_out_of_scope")
+
+    def save_model(self, request: HttpRequest, obj: LabelledExample, form: Any, change: bool) -> None:
+        if change and {"kind", "entry"} & set(form.changed_data):
+            labels.correct_label(obj, obj.kind, obj.entry, request.user)
+        else:
+            if not change:
+                obj.rule, obj.status = LabelledExample.Rule.MANUAL, LabelledExample.Status.CONFIRMED
+            super().save_model(request, obj, form, change)
+
+    @admin.action(description="Confirm selected labels")
+    def confirm(self, request: HttpRequest, queryset: QuerySet[LabelledExample]) -> None:
+        count = labels.set_review(queryset, LabelledExample.Status.CONFIRMED, request.user)
+        self.message_user(request, f"{count} labels confirmed.", messages.SUCCESS)
+
+    @admin.action(description="Reject selected labels (never train on them)")
+    def reject(self, request: HttpRequest, queryset: QuerySet[LabelledExample]) -> None:
+        count = labels.set_review(queryset, LabelledExample.Status.REJECTED, request.user)
+        self.message_user(request, f"{count} labels rejected.", messages.SUCCESS)
+
+    @admin.action(description="Correct: no entry covers these questions")
+    def mark_out_of_scope(self, request: HttpRequest, queryset: QuerySet[LabelledExample]) -> None:
+        for label in queryset:
+            labels.correct_label(label, LabelledExample.Kind.OUT_OF_SCOPE, None, request.user)
+        self.message_user(request, "Marked as out of scope.", messages.SUCCESS)
+
+
+@admin.register(RetrainingJob)
+class RetrainingJobAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "trigger", "status", "progress", "stage", "candidate", "created_at", "finished_at")
+    list_filter = ("knowledge_base", "status", "trigger")
+    readonly_fields = [f.name for f in RetrainingJob._meta.fields]
+    actions = ("resume",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs start from "Retrain now", the command or the schedule
+
+    @admin.action(description="Run failed jobs again (resume)", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[RetrainingJob]) -> None:
+        for job in queryset.filter(status=RetrainingJob.Status.FAILED):
+            actions.enqueue_retraining(job)
+        self.message_user(request, "Failed jobs queued again.", messages.INFO)
+
+
+admin.site.unregister(KnowledgeBase)
+
+
+@admin.register(KnowledgeBase)
+class LearningKnowledgeBaseAdmin(KnowledgeBaseAdmin):
+    actions = ("retrain_now",)
+
+    @admin.action(description="Retrain now", permissions=["change"])
+    def retrain_now(self, request: HttpRequest, queryset: QuerySet[KnowledgeBase]) -> None:
+        for kb in queryset:
+            job, created = actions.request_retraining(kb, RetrainingJob.Trigger.ADMIN, request.user)  # type: ignore[arg-type]
+            if created:
+                actions.enqueue_retraining(job)
+            state = "queued" if created else f"already {job.status}"
+            self.message_user(request, f"{kb.slug}: retraining job #{job.pk} {state}.", messages.INFO)
+
+
+admin.site.unregister(RoutingVersion)
+
+
+@admin.register(RoutingVersion)
+class LearningRoutingVersionAdmin(RoutingVersionAdmin):
+    """Promote or roll back any version; the chat uses it from the next message."""
+
+    actions = ("make_active",)
+
+    @admin.action(description="Make this version live (promote or roll back)", permissions=["change"])
+    def make_active(self, request: HttpRequest, queryset: QuerySet[RoutingVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Pick exactly one version.", messages.ERROR)
+            return
+        version = queryset.get()
+        actions.activate_version(version, request.user)  # type: ignore[arg-type]
+        self.log_change(request, version, "Activated")
+        self.message_user(request, f"{version} is live from the next message.", messages.SUCCESS)

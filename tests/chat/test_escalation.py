@@ -1,0 +1,202 @@
+"""When the bot hands over: unclear twice, not covered, the same question again, outside business hours."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from chat.models import Conversation, Message, Ticket
+from chat.policy import Verdict, judge
+from knowledge.actions import get_or_create_knowledge_base
+from knowledge.models import Entry
+from knowledge.routing import Candidate, Decision, Reason
+from tests.chat.conftest import Chat
+
+
+@sync_to_async
+def tickets(conversation_id: str) -> list[Ticket]:
+    return list(Ticket.objects.filter(conversation_id=conversation_id).order_by("id"))
+
+
+@sync_to_async
+def status_of(conversation_id: str) -> str:
+    return Conversation.objects.get(pk=conversation_id).status
+
+
+def assert_handed_over(ticket: Ticket, reason: str) -> None:
+    assert ticket.reason == reason
+    assert ticket.status == Ticket.Status.OPEN
+    assert ticket.summary.startswith(f"Reason: {Ticket.Reason(reason).label}.")
+    assert ticket.trigger_message_id is not None
+
+
+def assert_told_what_happens_next(sent: Any, language: str = "es") -> None:
+    notice = sent.replies[-1]
+    assert notice["role"] == "system"
+    assert ("cola" if language == "es" else "queue") in notice["text"]
+    assert sent.of("status")[-1]["status"] == "waiting_for_agent"
+    assert sent.of("status")[-1]["queue"]["position"] == 1
+
+
+# --- through the API, with the real routing ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("What's the weather going to be like tomorrow?", "Will it rain this weekend?"),
+        ("¿Qué tiempo hará mañana?", "¿Va a llover el fin de semana?"),
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_unclear_message_is_clarified_once_then_escalated(chat: Chat, first, second):
+    sent = await chat.send(first)
+    [clarify] = sent.replies
+    assert clarify["role"] == "bot"
+    assert "?" in clarify["text"]
+    assert not sent.of("status")
+    assert await tickets(chat.id) == []
+
+    sent = await chat.send(second)
+    assert_told_what_happens_next(sent, "en" if first.startswith("What") else "es")
+    [ticket] = await tickets(chat.id)
+    assert_handed_over(ticket, Ticket.Reason.REPEATED_FAILURE)
+    assert ticket.confidence is not None
+    assert ticket.confidence < 0.8
+    assert ticket.candidates
+    assert {"entry_id", "question", "score"} <= set(ticket.candidates[0])
+    assert first in ticket.summary  # the agent sees what was asked before
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_message_nothing_in_the_knowledge_base_covers_is_escalated_out_of_scope(http, chat_env):
+    await sync_to_async(get_or_create_knowledge_base)("empty", "Empty")
+    customer = Chat(http)
+    await customer.start(kb="empty")
+    sent = await customer.send("¿Cuánto cuesta la suscripción?")
+    assert_told_what_happens_next(sent)
+    [ticket] = await tickets(customer.id)
+    assert_handed_over(ticket, Ticket.Reason.OUT_OF_SCOPE)
+    assert ticket.confidence is not None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_same_question_right_after_its_answer_is_escalated_as_repeated_failure(chat: Chat):
+    first = await chat.send("¿Cómo cancelo mi suscripción?")
+    assert [r["role"] for r in first.replies] == ["bot"]
+    again = await chat.send("¿Cómo cancelo mi suscripción?")
+    assert [r["role"] for r in again.replies] == ["system"]
+    assert_told_what_happens_next(again)
+    [ticket] = await tickets(chat.id)
+    assert_handed_over(ticket, Ticket.Reason.REPEATED_FAILURE)
+    assert ticket.confidence is not None
+    assert ticket.confidence >= 0.8
+    assert ticket.candidates[0]["question"] == "¿Cómo cancelo mi suscripción?"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_different_question_after_an_answer_is_answered(chat: Chat):
+    await chat.send("¿Cómo cancelo mi suscripción?")
+    sent = await chat.send("¿Cuánta autonomía tiene la batería?")
+    assert [r["role"] for r in sent.replies] == ["bot"]
+    assert "km" in sent.replies[0]["text"]
+    assert await tickets(chat.id) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_human_request_ticket_carries_a_summary_and_the_notice_names_the_wait(chat: Chat, settings):
+    settings.SUPPORT_EXPECTED_WAIT_MINUTES = 7
+    sent = await chat.send("pásame con un agente, por favor")
+    assert_told_what_happens_next(sent)
+    assert "7 minutos" in sent.replies[-1]["text"]
+    [ticket] = await tickets(chat.id)
+    assert_handed_over(ticket, Ticket.Reason.HUMAN_REQUEST)
+    assert "pásame con un agente" in ticket.summary
+    assert ticket.by_email is False
+
+
+def _hours_excluding_now() -> str:
+    today = timezone.localtime().weekday()
+    other = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(today + 3) % 7]
+    return f"{other} 09:00-10:00"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_outside_business_hours_the_ticket_is_answered_by_email_and_the_notice_says_so(http, demo_kb, settings):
+    settings.BUSINESS_HOURS = _hours_excluding_now()
+    customer = Chat(http)
+    await customer.start(customer_email="lucia@example.com")
+    sent = await customer.send("quiero hablar con una persona")
+    notice = sent.replies[-1]["text"]
+    assert "correo electrónico" in notice
+    assert "lucia@example.com" in notice
+    assert settings.BUSINESS_HOURS in notice
+    assert sent.of("status")[-1]["queue"]["by_email"] is True
+    [ticket] = await tickets(customer.id)
+    assert ticket.by_email is True
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_outside_business_hours_an_english_customer_is_told_about_email_in_english(chat: Chat, settings):
+    settings.BUSINESS_HOURS = _hours_excluding_now()
+    sent = await chat.send("I want to talk to a human, please")
+    assert "by e-mail" in sent.replies[-1]["text"]
+    [ticket] = await tickets(chat.id)
+    assert ticket.by_email is True
+    assert await status_of(chat.id) == "waiting_for_agent"
+
+
+# --- the policy on its own ---------------------------------------------------------------------
+def _decision(reason: str, entry_pk: int | None = None, confidence: float = 0.5) -> Decision:
+    entry = Entry(pk=entry_pk, question="q", answer="a") if entry_pk else None
+    return Decision(reason, confidence, entry, [Candidate(entry_pk or 1, "q", confidence)])
+
+
+def _bot(entry_pk: int | None = None, reason: str = Reason.ANSWER) -> Message:
+    return Message(role=Message.Role.BOT, text="…", entry_id=entry_pk, decision={"reason": reason})
+
+
+def _customer(text: str) -> Message:
+    return Message(role=Message.Role.CUSTOMER, text=text, created_at=timezone.now() - timedelta(minutes=1))
+
+
+def test_confident_first_question_is_answered():
+    assert judge(_decision(Reason.ANSWER, 3, 0.95), "¿precio?", []) == Verdict("answer")
+
+
+def test_out_of_scope_question_is_escalated():
+    assert judge(_decision(Reason.OUT_OF_SCOPE), "¿qué tiempo hace?", []) == Verdict("escalate", "out_of_scope")
+
+
+def test_first_low_confidence_question_is_clarified():
+    assert judge(_decision(Reason.LOW_CONFIDENCE, 3), "eh", []).action == "clarify"
+
+
+def test_low_confidence_after_a_clarification_is_escalated():
+    history = [_customer("eh"), _bot(3, Reason.LOW_CONFIDENCE)]
+    assert judge(_decision(Reason.LOW_CONFIDENCE, 3), "mmm", history) == Verdict("escalate", "repeated_failure")
+
+
+def test_human_request_is_escalated_whatever_came_before():
+    history = [_customer("¿precio?"), _bot(3)]
+    assert judge(_decision(Reason.HUMAN_REQUEST), "una persona", history) == Verdict("escalate", "human_request")
+
+
+def test_same_question_differently_accented_after_an_answer_is_repeated_failure():
+    history = [_customer("¿Cómo cancelo?"), _bot(4), _customer("¿y la batería?"), _bot(5)]
+    assert judge(_decision(Reason.ANSWER, 4, 0.9), "como cancelo", history) == Verdict("escalate", "repeated_failure")
+
+
+def test_answer_matching_the_entry_just_given_is_repeated_failure():
+    history = [_customer("¿Cómo cancelo?"), _bot(4)]
+    verdict = judge(_decision(Reason.ANSWER, 4, 0.9), "pero dónde está el botón de cancelar", history)
+    assert verdict == Verdict("escalate", "repeated_failure")

@@ -1,0 +1,121 @@
+"""A request for a person is recognised however it is written; talk about other people is not such a request."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowledge.handoff import fold, wants_a_person
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        # Spanish, formal (usted) and polite
+        "Buenas tardes, quisiera hablar con un agente, por favor.",
+        "¿Me podría comunicar con un asesor del servicio técnico?",
+        "Deseo hablar con un responsable de la empresa.",
+        "Me gustaría hablar con alguien del equipo de Rodamar.",
+        "¿Podrían derivarme a un operador?",
+        "Necesito que me llame alguien, gracias.",
+        # Spanish, informal (tú, vosotros)
+        "pásame con alguien de verdad",
+        "oye, ponme con una persona",
+        "prefiero hablar con una persona, no con un bot",
+        "necesito un humano",
+        "una persona por favor",
+        "operador",
+        # voseo (Río de la Plata)
+        "che, pasame con una persona",
+        "¿Podés comunicarme con un asesor?",
+        "Quiero hablar con alguien de ustedes, dale",
+        # no accents, abbreviations, typos
+        "quiero hablar con una persona q no sea un bot",
+        "pasame con un agente porfa",
+        "hablar con una persona plis",
+        "qiero hablar con una persona",
+        "kiero hablar con un agente",
+        "necesito hablar con un asesor!!",
+        # all caps
+        "QUIERO HABLAR CON UNA PERSONA YA",
+        "HABLAR CON UN HUMANO",
+        "AGENTE",
+        # English
+        "Can I speak to a human?",
+        "I want to talk to a real person.",
+        "Please connect me with an agent.",
+        "Could I please speak with somebody?",
+        "get me a manager",
+        "Can you put me through to a representative?",
+        "i wanna talk to a person",
+        "can u connect me to an agent",
+        "agent!",
+        "representative please",
+        "TALK TO A HUMAN NOW",
+        # frustration and repeated contact
+        "Es la tercera vez que os escribo por lo mismo.",
+        "This is the third time I'm contacting you about this.",
+        "no quiero hablar con una máquina",
+        "your bot is useless",
+        # request forms the rules miss
+        "¿Puedes pasarme con una persona?",
+        "Por favor, páseme con un agente.",
+        "¿Me pasás con un operador?",
+        "¿me pasáis con un humano?",
+        "¿Me comunicás con un agente?",
+        "human pls",
+        "kiero ablar con una persona",
+    ],
+)
+def test_request_for_a_person_is_recognised(sentence):
+    assert wants_a_person(sentence)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        # money or things going to another person
+        "¿Cómo transfiero dinero a otra persona?",
+        "Quiero transferir el pago de la cuota a otra persona.",
+        "How do I transfer money to another person?",
+        "How do I send money to someone?",
+        "Transfer my subscription to another person, is that possible?",
+        "Can I transfer the subscription to my brother?",
+        "¿Puedo pasar la suscripción a mi hermano?",
+        "I want to pay for someone else's subscription.",
+        # an order or a bike for someone else
+        "Can I send my order to someone else?",
+        "¿Puedo enviar el pedido a otra persona?",
+        "I want to send the bike to another person as a gift.",
+        "Quiero regalar la suscripción a otra persona.",
+        "Can someone else pick up the bike for me?",
+        "¿Puede recoger la bici otra persona?",
+        "¿Puedo compartir la bici con otra persona?",
+        "Send the invoice to my manager.",
+        # customer service as a topic, not a request
+        "¿Cuál es el horario de atención al cliente?",
+        "What are your customer service hours?",
+        "Customer service hours?",
+        "¿A qué hora abre el servicio de atención al cliente?",
+        "Is customer service open on Saturday?",
+        # "second time", but it worked
+        "La segunda vez funcionó.",
+        "The second time it worked.",
+        "It worked the second time I tried.",
+        "la segunda vez que la cargué funcionó bien",
+        # people and agents mentioned in passing
+        "¿Cuántas personas pueden usar la bici?",
+        "Is the Cargo big enough for two people?",
+        "The delivery person was very kind.",
+        "My agent number is 1234.",
+        "Get me the price list.",
+        # talking to someone of one's own, not to the company
+        "I need to talk to my manager before I sign up.",
+        "Tengo que hablar con mi encargado antes de contratar.",
+    ],
+)
+def test_talk_about_other_people_is_not_a_request_for_a_person(sentence):
+    assert not wants_a_person(sentence)
+
+
+def test_folding_drops_case_and_accents_only():
+    assert fold("PÁSAME Con Él, ¿SÍ?") == "pasame con el, ¿si?"

@@ -1,0 +1,38 @@
+"""Ops' admin: the learning pages open, "Retrain now" queues one job, a version is made live from the list."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from knowledge import routing
+from learning.models import RetrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ops_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "x"))
+    return client
+
+
+def test_learning_pages_open(ops_client, kb):
+    for name in ("turnlog", "labelledexample", "retrainingjob"):
+        assert ops_client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200
+
+
+def test_retrain_now_queues_one_job_and_versions_can_be_rolled_back(ops_client, kb, django_capture_on_commit_callbacks):
+    url = reverse("admin:knowledge_knowledgebase_changelist")
+    with django_capture_on_commit_callbacks() as callbacks:
+        for _ in range(2):
+            ops_client.post(url, {"action": "retrain_now", "_selected_action": [kb.pk]})
+    assert RetrainingJob.objects.filter(knowledge_base=kb, trigger="admin").count() == 1
+    assert len(callbacks) == 1
+
+    v1 = routing.save_version(kb, routing.untrained_model(kb), {})
+    v2 = routing.save_version(kb, routing.untrained_model(kb), {})
+    url = reverse("admin:knowledge_routingversion_changelist")
+    for version in (v2, v1):
+        ops_client.post(url, {"action": "make_active", "_selected_action": [version.pk]})
+        assert routing.active_model(kb)[0] == version.number

@@ -1,0 +1,155 @@
+"""Retraining end to end in eager mode: replayed conversations → candidate → gate → promotion, refusal, rollback."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from knowledge import routing
+from knowledge.models import Example, RoutingVersion
+from learning import actions, retraining
+from learning.models import RetrainingJob
+from learning.replay import pick_half, replay
+
+from .conftest import FAQ, QUERIES
+
+pytestmark = pytest.mark.django_db
+
+
+def retrain(kb) -> RetrainingJob:
+    call_command("retrain", "--kb", kb.slug, stdout=StringIO())
+    return RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
+
+
+def live_figures(kb) -> dict:
+    _, model = routing.active_model(kb)
+    return retraining.evaluate(kb, model, retraining.holdout_set(kb, None).queries)
+
+
+def baseline_version(kb) -> RoutingVersion:
+    version = routing.save_version(kb, routing.untrained_model(kb), {}, notes="before learning")
+    actions.activate_version(version)
+    return version
+
+
+def test_promotion_then_rollback_and_the_chat_follows_without_restart(kb):
+    v1 = baseline_version(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+    before = live_figures(kb)
+    assert routing.route(kb, "is delivery free?").version == v1.number
+
+    job = retrain(kb)
+
+    assert job.status == RetrainingJob.Status.PROMOTED, job.log
+    v2 = job.candidate
+    assert v2 is not None
+    v2.refresh_from_db()
+    assert v2.is_active
+    assert job.baseline_version == v1.number
+    gate = job.metrics["candidate"]["holdout"]
+    assert gate["auto_resolution"] >= job.metrics["live"]["holdout"]["auto_resolution"]
+    assert routing.route(kb, "is delivery free?").version == v2.number  # the next message uses v2
+    learned = Example.objects.filter(knowledge_base=kb, origin="conversation").count()
+    assert learned == len(job.artefacts["examples"]) > 0
+    assert live_figures(kb) == job.metrics["candidate"]["holdout"]
+    holdout_texts = set(q.text for q in retraining.holdout_set(kb, None).queries)
+    assert not holdout_texts & set(text for text, _ in job.artefacts["examples"])  # never trained on
+
+    actions.activate_version(v1)  # rollback, as the admin action does
+
+    assert routing.route(kb, "is delivery free?").version == v1.number
+    assert not Example.objects.filter(knowledge_base=kb, origin="conversation").exists()
+    assert live_figures(kb) == before
+
+    actions.activate_version(v2)  # and forward again
+    assert live_figures(kb) == job.metrics["candidate"]["holdout"]
+
+
+def test_the_gate_refuses_a_candidate_trained_on_mislabelled_conversations(kb, queries, settings, tmp_path):
+    benchmark = tmp_path / "benchmark.jsonl"
+    benchmark.write_text(QUERIES.read_text())
+    settings.LEARNING_BENCHMARKS = [f"{FAQ}={benchmark}"]
+    v1 = baseline_version(kb)
+    keys = sorted({q.faq_id for q in queries if q.faq_id})
+    shifted = {key: keys[(i + 1) % len(keys)] for i, key in enumerate(keys)}
+    replay(kb, [type(q)(q.text, shifted[q.faq_id] if q.faq_id else None) for q in queries])
+
+    job = retrain(kb)
+
+    assert job.status == RetrainingJob.Status.REFUSED, job.log
+    assert any(r.startswith("benchmark:benchmark.jsonl") for r in job.metrics["gate"]["reasons"])
+    v1.refresh_from_db()
+    assert v1.is_active
+    assert job.candidate is not None
+    assert not job.candidate.is_active
+    assert not Example.objects.filter(knowledge_base=kb, origin="conversation").exists()  # index as v1 had it
+    assert routing.route(kb, "is delivery free?").version == v1.number
+
+
+def test_a_crashed_job_fails_with_its_error_and_can_be_resumed(kb, queries):
+    v1 = baseline_version(kb)
+    replay(kb, pick_half(queries, "first", seed=0))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker ran out of memory")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(routing, "train_model", crash)
+        job, _ = actions.request_retraining(kb, RetrainingJob.Trigger.COMMAND)
+        job = retraining.run_job(job)
+
+    assert job.status == RetrainingJob.Status.FAILED
+    assert "worker ran out of memory" in job.error
+    v1.refresh_from_db()
+    assert v1.is_active
+    assert RoutingVersion.objects.filter(knowledge_base=kb).count() == 1
+    assert not Example.objects.filter(knowledge_base=kb, origin="conversation").exists()
+
+    job = retraining.run_job(job)  # resume: same job, same window
+    assert job.status in (RetrainingJob.Status.PROMOTED, RetrainingJob.Status.REFUSED), job.log
+    assert job.attempts == 2
+
+
+def test_two_jobs_never_run_at_once_for_one_knowledge_base(kb):
+    first, created = actions.request_retraining(kb, RetrainingJob.Trigger.ADMIN)
+    again, created_again = actions.request_retraining(kb, RetrainingJob.Trigger.COMMAND)
+    assert created
+    assert not created_again
+    assert again == first
+    assert retraining.claim(first)
+    second = RetrainingJob.objects.create(knowledge_base=kb, trigger=RetrainingJob.Trigger.COMMAND)
+    with pytest.raises(retraining.JobBusy):
+        retraining.claim(second)
+    assert not retraining.claim(first)  # already running: nobody claims it twice
+
+
+def test_the_schedule_skips_without_enough_new_examples(kb, settings, celery_eager):
+    from learning.tasks import retrain_all
+
+    settings.LEARNING_MIN_NEW_EXAMPLES = 20
+    retrain_all.delay()
+    job = RetrainingJob.objects.get(knowledge_base=kb)
+    assert (job.trigger, job.status) == (RetrainingJob.Trigger.SCHEDULE, RetrainingJob.Status.SKIPPED)
+    assert not RoutingVersion.objects.filter(knowledge_base=kb).exists()
+
+
+def test_exports_are_openai_chat_jsonl_and_a_datasets_json_folder(kb, queries):
+    from learning import exports
+
+    replay(kb, queries[:12] + queries[-3:])
+    folder = exports.export_dataset(kb, exports.exports_root() / "shop" / "manual")
+    rows = [json.loads(line) for name in ("train", "validation") for line in (folder / "chat" / f"{name}.jsonl").open()]
+    assert len(rows) == 15
+    for row in rows:
+        assert list(row) == ["messages"]
+        assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+        assert all(isinstance(m["content"], str) and m["content"] for m in row["messages"])
+    card = (folder / "hf" / "README.md").read_text()
+    assert "path: train.jsonl" in card
+    assert "path: validation.jsonl" in card
+    hf = [json.loads(line) for line in (folder / "hf" / "train.jsonl").open()]
+    assert {"text", "label", "kind", "language", "messages"} <= set(hf[0])
+    assert {row["label"] for row in hf} <= {"ship", "return", None}
