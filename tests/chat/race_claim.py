@@ -10,14 +10,13 @@ import json
 import multiprocessing
 import os
 import sys
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
 
 
-def claim_as(
-    username: str, ticket_id: int, barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue
-) -> None:  # type: ignore[name-defined]
+def claim_as(username: str, ticket_id: int, barrier: Any, out: Any) -> None:
     import django
 
     django.setup()

@@ -19,7 +19,7 @@ FAQ = [
 
 
 def _indexed_ids(kb) -> set[str]:
-    return set(index.collection_for(kb).get(include=[])["ids"])
+    return set(index.collection_for(kb).get(include=[])["ids"] or [])
 
 
 def test_first_ingestion_adds_every_entry_and_indexes_it(kb, write_faq, ingest):
@@ -29,7 +29,9 @@ def test_first_ingestion_adds_every_entry_and_indexes_it(kb, write_faq, ingest):
     source.refresh_from_db()
     assert source.status == Source.Status.OK
     assert source.last_synced_at is not None
-    assert {i.split(":")[0] for i in _indexed_ids(kb)} == {str(pk) for pk in source.entries.values_list("pk", flat=True)}
+    assert {i.split(":")[0] for i in _indexed_ids(kb)} == {
+        str(pk) for pk in source.entries.values_list("pk", flat=True)
+    }
 
 
 def test_re_ingesting_the_same_file_adds_nothing(kb, write_faq, ingest):
@@ -51,7 +53,7 @@ def test_a_changed_entry_is_updated_in_place(kb, write_faq, ingest):
     updated = source.entries.get(key="ship")
     assert updated.pk == original.pk
     assert updated.answer == "Shipping is free on every order."
-    documents = index.collection_for(kb).get(where={"entry_id": updated.pk}, include=["documents"])["documents"]
+    documents = index.collection_for(kb).get(where={"entry_id": updated.pk}, include=["documents"])["documents"] or []
     assert any("free on every order" in doc for doc in documents)
     assert not any("4.95" in doc for doc in documents)
 

@@ -699,7 +699,8 @@ def test_a_question_only_list_is_kept_as_entries_to_match_and_hand_over(tmp_path
     """Intent lists (every record without an answer) are valid: matched, then handed to a person."""
     path = tmp_path / "intents.jsonl"
     path.write_text(
-        '{"id": "a", "question": "How do I freeze my card?", "answer": ""}\n{"id": "b", "question": "Where is my refund?"}\n'
+        '{"id": "a", "question": "How do I freeze my card?", "answer": ""}\n'
+        '{"id": "b", "question": "Where is my refund?"}\n'
     )
     result = parse_file(path, max_bytes=10_000)
     assert [(item.key, item.text) for item in result.items] == [("a", ""), ("b", "")]

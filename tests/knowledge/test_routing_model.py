@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from knowledge.routing_model import OOS_CLASS, Hit, RoutingModel, choose_threshold
+from knowledge.routing_model import FEATURES, OOS_CLASS, Hit, RoutingModel, choose_threshold, out_of_fold_confidence
 
 DIM = 16
 ENTRIES = ["a", "b", "c", "d"]
@@ -141,3 +141,20 @@ def test_round_trip_gives_same_scores(kb: dict) -> None:
 def test_unknown_example_label_is_rejected() -> None:
     with pytest.raises(ValueError, match="not an entry"):
         RoutingModel.train(["a"], np.ones((1, DIM), dtype=np.float32), ["zzz"])
+
+
+def test_artefact_from_before_new_features_still_loads(kb: dict) -> None:
+    saved = _model(kb).to_dict()
+    saved["calibrator_weights"] = saved["calibrator_weights"][:6]
+    model = RoutingModel.from_dict(json.loads(json.dumps(saved)))
+    assert len(model.calibrator_weights) == len(FEATURES)
+    assert model.calibrator_weights[6:] == [0.0] * (len(FEATURES) - 6)
+
+
+def test_threshold_is_chosen_on_held_out_confidences() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 2))
+    ok = x[:, 0] + 0.5 * rng.standard_normal(200) > 0
+    conf = out_of_fold_confidence(x, ok)
+    assert conf.shape == (200,)
+    assert conf[ok].mean() > conf[~ok].mean()
