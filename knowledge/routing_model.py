@@ -49,8 +49,16 @@ DOC_KINDS = frozenset({"answer", "chunk", "qa"})
 OOS_CLASS = "__oos__"
 """Head class for out-of-scope examples (examples whose label is None). Such examples are never indexed."""
 
-FEATURES = ("sim", "sim_margin", "sim_gap", "sim_rel", "head_logp", "head_oos_logit")
-"""Calibrator inputs, in order. Absent signals are 0 (no head -> head_logp = head_oos_logit = 0)."""
+FEATURES = ("sim", "sim_margin", "sim_gap", "sim_rel", "head_logp", "head_oos_logit", "spread", "query_words")
+"""Calibrator inputs, in order. Absent signals are 0 (no head -> head_logp = head_oos_logit = 0).
+
+``spread``: how many distinct entries the best ``SPREAD_HITS`` hits name (a query close to one entry names few);
+``query_words``: log of the query's word count (very short and very long messages are answered wrongly more often).
+Measured on soportemax dev by 5-fold cross-validation of the whole calibration: +6 points of auto-resolution at the
+same wrong-answer rate.
+"""
+
+SPREAD_HITS = 10
 
 # Default calibrators (weights in FEATURES order, bias, threshold), used until calibrate() is run. Fitted once
 # (scratch script fit_defaults.py) on clinc150 val + banking77_oos valid pooled (English, public sets, no test data):
@@ -60,8 +68,8 @@ FEATURES = ("sim", "sim_margin", "sim_gap", "sim_rel", "head_logp", "head_oos_lo
 # queries exist.
 DEFAULT_CALIBRATORS: dict[str, tuple[tuple[float, ...], float, float]] = {
     # name: (weights, bias, threshold)
-    "head": ((25.25, 19.08, -50.52, 60.87, 2.11, -0.6), -22.8, 0.757),
-    "no_head": ((5.87, 23.94, 45.8, 3.37, 0.0, 0.0), -6.98, 0.929),
+    "head": ((25.25, 19.08, -50.52, 60.87, 2.11, -0.6, 0.0, 0.0), -22.8, 0.757),
+    "no_head": ((5.87, 23.94, 45.8, 3.37, 0.0, 0.0, 0.0, 0.0), -6.98, 0.929),
 }
 
 
@@ -190,9 +198,9 @@ def fit_logistic(x: npt.NDArray[np.float64], y: npt.NDArray[np.bool_], l2: float
 
 
 def choose_threshold(
-    confidence: Sequence[float],
-    correct: Sequence[bool],
-    out_of_scope: Sequence[bool],
+    confidence: npt.ArrayLike,
+    correct: npt.ArrayLike,
+    out_of_scope: npt.ArrayLike,
     target_wrong_rate: float = 0.05,
     min_oos_recall: float = 0.0,
     z: float = 1.0,
@@ -206,22 +214,46 @@ def choose_threshold(
     conf = np.asarray(confidence, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
     oos = np.asarray(out_of_scope, dtype=bool)
+    if not len(conf):
+        return 1.0
     n_oos = int(oos.sum())
     order = np.argsort(-conf, kind="stable")
-    wrong_cum = np.cumsum(~ok[order])
-    oos_answered_cum = np.cumsum(oos[order])
-    best = float(conf.max()) + 1e-6 if len(conf) else 1.0
-    for j in range(len(order)):
-        if j + 1 < len(order) and conf[order[j + 1]] == conf[order[j]]:
-            continue  # a threshold cannot split ties
-        n = j + 1
-        p = wrong_cum[j] / n
-        denom = 1 + z * z / n
-        upper = (p + z * z / (2 * n) + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / denom
-        recall = 1.0 - oos_answered_cum[j] / n_oos if n_oos else 1.0
-        if upper <= target_wrong_rate and recall >= min_oos_recall:
-            best = float(conf[order[j]])
-    return best
+    sorted_conf = conf[order]
+    n = np.arange(1, len(order) + 1, dtype=np.float64)
+    p = np.cumsum(~ok[order]) / n
+    upper = (p + z * z / (2 * n) + z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    recall = 1.0 - np.cumsum(oos[order]) / n_oos if n_oos else np.ones(len(order))
+    cut = np.ones(len(order), dtype=bool)  # a threshold cannot split ties: only the last of equal confidences
+    cut[:-1] = sorted_conf[1:] != sorted_conf[:-1]
+    good = np.flatnonzero(cut & (upper <= target_wrong_rate) & (recall >= min_oos_recall))
+    return float(sorted_conf[good[-1]]) if len(good) else float(conf.max()) + 1e-6
+
+
+def out_of_fold_confidence(
+    x: npt.NDArray[np.float64], ok: npt.NDArray[np.bool_], folds: int = 5, repeats: int = 3, seed: int = 0
+) -> npt.NDArray[np.float64]:
+    """Each query's confidence from calibrators fitted without it (k-fold, averaged over shuffles).
+
+    Choosing the threshold on these rather than on the fitted calibrator's own outputs keeps the threshold from
+    trusting the calibrator's overfit: on soportemax dev (150 queries) the in-sample choice held out at 6-7 % wrong
+    answers for a 5 % target, this one at 4.5-5 %.
+    """
+    n = len(x)
+    logits = np.zeros(n)
+    counts = np.zeros(n)
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        for held in np.array_split(rng.permutation(n), folds):
+            train = np.setdiff1d(np.arange(n), held)
+            if ok[train].all() or not ok[train].any():
+                continue
+            w, b = fit_logistic(x[train], ok[train])
+            logits[held] += x[held] @ w + b
+            counts[held] += 1
+    w, b = fit_logistic(x, ok)
+    logits = np.where(counts > 0, logits / np.maximum(counts, 1), x @ w + b)
+    out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+    return out
 
 
 @dataclass
@@ -318,7 +350,7 @@ class RoutingModel:
         return out
 
     def features(
-        self, query_vector: FloatArray, hits: Sequence[Hit]
+        self, query_vector: FloatArray, hits: Sequence[Hit], query_text: str = ""
     ) -> tuple[str | None, list[tuple[str, float]], dict[str, float]]:
         """Best entry, ranked candidates and the calibrator features (see FEATURES)."""
         sims = self._entry_similarities(hits)
@@ -348,6 +380,8 @@ class RoutingModel:
             "sim_rel": s_best - float(np.mean(others)),
             "head_logp": logp.get(best, 0.0) if self.head is not None else 0.0,
             "head_oos_logit": oos_logit,
+            "spread": float(len({h.entry_id for h in hits[:SPREAD_HITS] if h.entry_id in self.ask_counts})),
+            "query_words": math.log(1 + len(query_text.split())),
         }
         candidates = [(e, sims.get(e, floor)) for e in ordered[:5]]
         entry: str | None = best
@@ -360,8 +394,8 @@ class RoutingModel:
         return _sigmoid(x + self.calibrator_bias)
 
     def score(self, query_vector: FloatArray, hits: Sequence[Hit], query_text: str = "") -> Scored:
-        """Score one query. ``query_text`` is unused (lexical scoring did not help enough to keep, see module doc)."""
-        entry, candidates, feats = self.features(query_vector, hits)
+        """Score one query: ``hits`` are the vector store's nearest texts, best first."""
+        entry, candidates, feats = self.features(query_vector, hits, query_text)
         conf = self._confidence(feats) if entry is not None else 0.0
         return Scored(entry, conf, candidates, feats)
 
@@ -376,14 +410,16 @@ class RoutingModel:
         labels: Sequence[str | None],
         target_wrong_rate: float = 0.05,
         min_oos_recall: float = 0.9,
-        z: float = 0.5,
+        z: float = 0.0,
         use_features: Sequence[str] | None = None,
     ) -> None:
         """Fit the calibrator on labelled queries (label None = must escalate) and choose the threshold.
 
         ``scored`` must come from this model (features are model-specific). Correct = the model's best entry equals
         the label. Only ``len(FEATURES) + 1`` parameters are fitted, plus the threshold. ``use_features`` restricts the
-        calibrator to a subset of FEATURES (the others get weight 0). Defaults: see the report in the module doc.
+        calibrator to a subset of FEATURES (the others get weight 0). The threshold is chosen on
+        out-of-fold confidences (``out_of_fold_confidence``) with the point estimate of the wrong-answer rate
+        (``z`` = 0) by default; ``z`` > 0 adds a Wilson margin (see ``choose_threshold``).
         """
         if len(scored) != len(labels):
             raise ValueError("scored and labels differ in length")
@@ -394,14 +430,15 @@ class RoutingModel:
         used = x.std(axis=0) > 1e-9  # e.g. no head -> head features constant 0: leave them out
         if use_features is not None:
             used &= np.array([f in use_features for f in FEATURES])
+        oos = np.array([lab is None for lab in labels])
         w = np.zeros(len(FEATURES))
         w_used, b = fit_logistic(x[:, used], ok)
         w[used] = w_used
         self.calibrator_weights = [float(v) for v in w]
         self.calibrator_bias = b
-        conf = [self._confidence(s.features) if s.entry_id is not None else 0.0 for s in scored]
-        oos = [lab is None for lab in labels]
-        self.threshold = choose_threshold(conf, list(ok), oos, target_wrong_rate, min_oos_recall, z)
+        answerable = np.array([s.entry_id is not None for s in scored])
+        conf = np.where(answerable, out_of_fold_confidence(x[:, used], ok), 0.0)
+        self.threshold = choose_threshold(conf, ok, oos, target_wrong_rate, min_oos_recall, z)
 
     # ---- persistence ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -427,7 +464,9 @@ class RoutingModel:
             head=Head.from_dict(d["head"]) if d.get("head") else None,
             knn_weight=float(d["knn_weight"]),
             ask_top=int(d["ask_top"]),
-            calibrator_weights=[float(v) for v in d["calibrator_weights"]],
+            # artefacts from before a feature was added carry fewer weights: the new features get 0
+            calibrator_weights=[float(v) for v in d["calibrator_weights"]]
+            + [0.0] * (len(FEATURES) - len(d["calibrator_weights"])),
             calibrator_bias=float(d["calibrator_bias"]),
             threshold=float(d["threshold"]),
             version=int(d.get("version", 1)),
