@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -363,6 +363,11 @@ class RoutingModel:
             if OOS_CLASS in logp:
                 p_oos = min(max(math.exp(logp[OOS_CLASS]), 1e-6), 1 - 1e-6)
                 oos_logit = math.log(p_oos / (1 - p_oos))
+            # Entries published after the head was trained have no class yet: they compete on similarity,
+            # with the head's best in-scope log-probability, until the next retraining gives them one.
+            unknown = max((v for c, v in logp.items() if c != OOS_CLASS), default=0.0)
+            for e in sims:
+                logp.setdefault(e, unknown)
             pool = set(sims) | {c for c, v in logp.items() if v > -5.0 and c != OOS_CLASS}
             rank = {e: logp.get(e, -20.0) + self.knn_weight * sims.get(e, floor) for e in pool}
         else:
@@ -388,6 +393,13 @@ class RoutingModel:
         if self.head is not None and OOS_CLASS in logp and logp[OOS_CLASS] > logp.get(best, -20.0):
             entry = None
         return entry, candidates, feats
+
+    def include_entries(self, entry_ids: Iterable[str]) -> None:
+        """Make entries added since training answerable (one indexed question each until retraining)."""
+        for entry_id in entry_ids:
+            if entry_id not in self.ask_counts:
+                self.ask_counts[entry_id] = 1
+                self.entry_ids.append(entry_id)
 
     def _confidence(self, feats: Mapping[str, float]) -> float:
         x = sum(w * feats[f] for w, f in zip(self.calibrator_weights, FEATURES, strict=True))
