@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -42,7 +43,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(backend: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(backend: str, keep: bool = False) -> Any:
+    """The product on a free loopback port: (process, base URL), plus its DATA_DIR when ``keep``."""
     data_dir = tempfile.mkdtemp(prefix="bench-api-")
     cache = ROOT / "var" / "cache" / "vectors.sqlite3"
     (Path(data_dir) / "cache").mkdir()
@@ -72,7 +74,7 @@ def start_server(backend: str) -> tuple[subprocess.Popen[bytes], str]:
     for _ in range(300):
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return server, base
+                return (server, base, data_dir) if keep else (server, base)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -42,6 +42,13 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         ("knowledge", "delete_example"),
         ("knowledge", "view_routingversion"),
         ("knowledge", "change_routingversion"),
+        ("learning", "view_turnlog"),
+        ("learning", "change_turnlog"),
+        ("learning", "delete_turnlog"),
+        ("learning", "view_labelledexample"),
+        ("learning", "change_labelledexample"),
+        ("learning", "view_retrainingjob"),
+        ("learning", "change_retrainingjob"),
     ],
 }
 

@@ -66,7 +66,8 @@ def _escalate(conversation: Conversation, message: Message, reason: str, decisio
     _, notice = actions.escalate(
         conversation,
         reason,
-        confidence=decision.confidence if decision else None,
+        # A request for a person is not a confidence judgement: leave it blank for the agent.
+        confidence=decision.confidence if decision and reason != Ticket.Reason.HUMAN_REQUEST else None,
         candidates=[c.as_dict() for c in decision.candidates] if decision else [],
         trigger=message,
         preface=say("system_error", actions.language_of(conversation)) if reason == Ticket.Reason.SYSTEM_ERROR else "",

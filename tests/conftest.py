@@ -164,3 +164,24 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> Iterator[None]:
+    """A file-backed SQLite test database, as in production (WAL, busy timeout).
+
+    pytest-django's default in-memory shared-cache database has table-level locks that fail at once
+    ("database table is locked") where a file database waits, so concurrent requests would flake.
+    """
+    import os
+    import tempfile
+
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        name = Path(tempfile.gettempdir()) / f"support-test-{os.getpid()}.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(name)
+    yield
+    for leftover in Path(tempfile.gettempdir()).glob(f"support-test-{os.getpid()}.sqlite3*"):
+        leftover.unlink(missing_ok=True)

@@ -158,3 +158,30 @@ def test_threshold_is_chosen_on_held_out_confidences() -> None:
     conf = out_of_fold_confidence(x, ok)
     assert conf.shape == (200,)
     assert conf[ok].mean() > conf[~ok].mean()
+
+
+def test_entry_wrong_rate_learned_from_large_calibration_sets_only(kb: dict) -> None:
+    """An entry that attracts uncovered questions gets a higher wrong log-odds; small sets learn none."""
+    model = _model(kb)
+    rng = np.random.default_rng(5)
+    queries: list[np.ndarray] = []
+    labels: list[str | None] = []
+    for i, e in enumerate(ENTRIES):
+        for _ in range(30):
+            queries.append(_unit(kb["centres"][i] + 0.3 * rng.standard_normal(DIM)))
+            labels.append(e)
+    for _ in range(30):  # uncovered questions that look like entry "d"
+        queries.append(_unit(kb["centres"][3] + 0.3 * rng.standard_normal(DIM)))
+        labels.append(None)
+    scored = [model.score(q, _hits(kb, q)) for q in queries]
+    model.calibrate(scored, labels, target_wrong_rate=0.05, z=0.0)
+    assert model.entry_wrong["d"] > model.entry_wrong["a"] + 1.0
+    restored = RoutingModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    s = restored.score(queries[0], _hits(kb, queries[0]))
+    assert s.entry_id is not None
+    assert s.features["entry_wrong"] == pytest.approx(model.entry_wrong[s.entry_id])
+
+    small = _model(kb)
+    small.calibrate(scored[::10], labels[::10], target_wrong_rate=0.05, z=0.0)
+    assert small.entry_wrong == {}
+    assert small.score(queries[0], _hits(kb, queries[0])).features["entry_wrong"] == 0.0
