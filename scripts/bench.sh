@@ -7,4 +7,6 @@ cd benchmarks
 ../.venv/bin/python routing.py
 ../.venv/bin/python api.py --runs 50
 if ../.venv/bin/python -c "import llama_cpp" 2>/dev/null; then ../.venv/bin/python api.py --runs 10 --backend llamacpp; fi
-../.venv/bin/python queue.py
+../.venv/bin/python agent_queue.py
+../.venv/bin/python live.py
+../.venv/bin/python learning_loop.py --set soportemax

@@ -1,6 +1,6 @@
 """The agent queue page with 10,000 conversations: SQL queries and time per page load.
 
-    .venv/bin/python benchmarks/queue.py [--conversations 10000]
+    .venv/bin/python benchmarks/agent_queue.py [--conversations 10000]
 
 Builds a throw-away SQLite database with N conversations (a third of them escalated, tickets in
 every state), then loads the queue (Admin → Tickets, default filter) as an agent through Django's
