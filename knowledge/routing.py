@@ -198,7 +198,9 @@ def calibrate_model(
     scored = score_texts(kb, model, [text for text, _ in rows])
     labels = [str(entry.pk) if entry is not None else None for _, entry in rows]
     model.calibrate(scored, labels, target_wrong_rate=target)
-    answered = [(s, lab) for s, lab in zip(scored, labels, strict=True) if model.decide(s)]
+    # the confidences in `scored` came from the calibrator before this fit: decide on the new one
+    rescored = [model.rescore(s) for s in scored]
+    answered = [(s, lab) for s, lab in zip(rescored, labels, strict=True) if model.decide(s)]
     wrong = sum(1 for s, lab in answered if s.entry_id != lab)
     in_scope = sum(1 for lab in labels if lab is not None)
     return {

@@ -185,3 +185,12 @@ def test_entry_wrong_rate_learned_from_large_calibration_sets_only(kb: dict) -> 
     small.calibrate(scored[::10], labels[::10], target_wrong_rate=0.05, z=0.0)
     assert small.entry_wrong == {}
     assert small.score(queries[0], _hits(kb, queries[0])).features["entry_wrong"] == 0.0
+
+
+def test_rescore_uses_the_current_calibrator(kb: dict) -> None:
+    model = _model(kb)
+    q = kb["centres"][0]
+    s = model.score(q, _hits(kb, q))
+    model.calibrator_bias -= 5.0
+    assert model.rescore(s).confidence == pytest.approx(model.score(q, _hits(kb, q)).confidence)
+    assert model.rescore(s).confidence < s.confidence
