@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from datetime import timedelta
 
 from common import isolated_django, machine, percentiles
 
@@ -53,7 +54,7 @@ def main() -> None:
                 reason=random.choice(Ticket.Reason.values),
                 status=random.choice(states),
                 summary="Reason: low confidence. Last message: “question”.",
-                created_at=now - timezone.timedelta(minutes=random.randint(0, 600)),
+                created_at=now - timedelta(minutes=random.randint(0, 600)),
                 confidence=random.random(),
             )
             for c in conversations[: args.conversations // 3]

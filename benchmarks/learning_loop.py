@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from common import SHARED_DATA, isolated_django, machine, peak_rss_mb, percentiles
 
@@ -75,14 +76,16 @@ def main() -> None:
 
     overhead = logging_overhead(kb)
     print(f"machine: {machine()}; set: {args.set}; replayed {report.replayed} turns in {replay_s:.0f}s")
-    print(f"retraining job #{job.pk}: {job.status} in {retrain_s:.1f}s; peak memory {peak_rss_mb()} MB "
-          f"(before the job: {rss_before} MB)")
+    print(
+        f"retraining job #{job.pk}: {job.status} in {retrain_s:.1f}s; peak memory {peak_rss_mb()} MB "
+        f"(before the job: {rss_before} MB)"
+    )
     print(f"before: {json.dumps(before)}")
     print(f"after:  {json.dumps(after)}")
     print(f"logging overhead on storing a reply: p50 {overhead['p50']} ms, p95 {overhead['p95']} ms")
 
 
-def logging_overhead(kb: object, runs: int = 300) -> dict[str, float]:
+def logging_overhead(kb: Any, runs: int = 300) -> dict[str, float]:
     """p50/p95 of (store a bot reply with the learning signal) − (without it)."""
     from django.db.models.signals import post_save
 

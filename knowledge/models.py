@@ -24,6 +24,8 @@ class KnowledgeBase(models.Model):
     # What the current index was built with; a different setting means a clean rebuild.
     index_embedding_model = models.CharField(max_length=300, blank=True)
     index_generation = models.PositiveIntegerField(default=0)
+    # Bumped on every write to the index, so every process knows when its in-memory copy is stale.
+    index_revision = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -19,6 +19,17 @@ _lock = threading.Lock()
 _clients: dict[tuple[str, str], ClientAPI] = {}
 
 
+# Cosine space; a deterministic build (one thread) and a wide beam. Knowledge bases up to
+# knowledge.index.EXACT_SEARCH_MAX vectors are searched exactly anyway (HNSW lost true neighbours there).
+HNSW: dict[str, Any] = {
+    "space": "cosine",
+    "ef_construction": 200,
+    "ef_search": 400,
+    "max_neighbors": 32,
+    "num_threads": 1,
+}
+
+
 class VectorStoreUnavailable(Exception):
     """Chroma could not be reached or answered with an error."""
 
@@ -66,7 +77,8 @@ def get_collection(name: str, metadata: dict[str, Any]) -> Collection:
     """The collection ``name`` in cosine space, created with ``metadata`` if it does not exist."""
     return get_client().get_or_create_collection(
         name=name,
-        metadata={"hnsw:space": "cosine", **metadata},
+        metadata=metadata,
+        configuration={"hnsw": HNSW},  # type: ignore[arg-type]  # keys as in CreateHNSWConfiguration
         embedding_function=None,
     )
 
