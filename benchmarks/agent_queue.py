@@ -21,6 +21,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=10_000)
     args = parser.parse_args()
+    import os
+
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")  # Django's test client
     isolated_django()
     from django.contrib.auth.models import User
     from django.db import connection

@@ -83,6 +83,7 @@ def main() -> None:
     print(f"before: {json.dumps(before)}")
     print(f"after:  {json.dumps(after)}")
     print(f"logging overhead on storing a reply: p50 {overhead['p50']} ms, p95 {overhead['p95']} ms")
+    print("job log:\n" + job.log[-3000:])
 
 
 def logging_overhead(kb: Any, runs: int = 300) -> dict[str, float]:

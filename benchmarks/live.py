@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 import threading
 import time
 
 import httpx
 from api import start_server
-from common import machine, percentiles
+from common import ROOT, machine, percentiles
 
 QUEUE_POLL_S = 3.0  # chat/static/chat/agent.js
 
@@ -30,6 +31,7 @@ def main() -> None:
     server, base, data_dir = start_server("extractive", keep=True)
     os.environ["DATA_DIR"] = data_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()

@@ -88,18 +88,19 @@ _models_lock = threading.Lock()
 def active_model(kb: KnowledgeBase) -> tuple[int | None, RoutingModel]:
     """The live version's model, knowing every answerable entry (also those published since it was trained)."""
     row = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).values_list("pk", "number").first()
-    if row is None:
-        return None, untrained_model(kb)
-    pk, number = row
+    pk, number = row if row is not None else (None, None)
     entries = Entry.objects.filter(knowledge_base=kb).answerable()
     state = entries.aggregate(n=Count("pk"), latest=Max("updated_at"))
-    key = (pk, state["n"], state["latest"])
+    key = (pk, state["n"], state["latest"], settings.CONFIDENCE_THRESHOLD)
     with _models_lock:
         cached = _models.get(kb.pk)
         if cached is not None and cached[0] == key:
             return number, cached[1]
-    model = RoutingModel.from_dict(RoutingVersion.objects.values_list("model", flat=True).get(pk=pk))
-    model.include_entries(str(entry_id) for entry_id in entries.values_list("pk", flat=True))
+    if pk is None:
+        model = untrained_model(kb)
+    else:
+        model = RoutingModel.from_dict(RoutingVersion.objects.values_list("model", flat=True).get(pk=pk))
+        model.include_entries(str(entry_id) for entry_id in entries.values_list("pk", flat=True))
     with _models_lock:
         _models[kb.pk] = (key, model)
     return number, model
