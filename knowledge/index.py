@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
@@ -173,7 +174,7 @@ EXACT_SEARCH_MAX = 50_000
 
 @dataclass
 class _Snapshot:
-    revision: tuple[int, int]
+    revision: tuple[str, str, int, int]
     entry_ids: list[str]
     kinds: list[str]
     matrix: np.ndarray
@@ -190,7 +191,10 @@ def _touch(kb: KnowledgeBase) -> None:
 
 def _snapshot(kb: KnowledgeBase, collection: Collection) -> _Snapshot | None:
     row = KnowledgeBase.objects.filter(pk=kb.pk).values_list("index_generation", "index_revision").first()
-    revision = (int(row[0]), int(row[1])) if row else (0, 0)
+    # Where the collection lives is part of the key: a rolled-back knowledge base (evaluate, tests) can
+    # leave its primary key and revision to a later one whose index is elsewhere.
+    location = settings.CHROMA_URL or str(settings.CHROMA_PATH)
+    revision = (location, collection.name, int(row[0]), int(row[1])) if row else (location, collection.name, 0, 0)
     with _snapshots_lock:
         cached = _snapshots.get(kb.pk)
     if cached is not None and cached.revision == revision:
