@@ -10,3 +10,4 @@ if ../.venv/bin/python -c "import llama_cpp" 2>/dev/null; then ../.venv/bin/pyth
 ../.venv/bin/python agent_queue.py
 ../.venv/bin/python live.py
 ../.venv/bin/python learning_loop.py --set soportemax
+../.venv/bin/python postcheck_rate.py --limit 20 || true
