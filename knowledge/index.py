@@ -174,10 +174,11 @@ EXACT_SEARCH_MAX = 50_000
 
 @dataclass
 class _Snapshot:
-    revision: tuple[str, str, int, int]
+    revision: tuple[str, int, int]
     entry_ids: list[str]
     kinds: list[str]
     matrix: np.ndarray
+    too_big: bool = False  # over EXACT_SEARCH_MAX: search through Chroma
 
 
 _snapshots: dict[int, _Snapshot] = {}
@@ -189,28 +190,30 @@ def _touch(kb: KnowledgeBase) -> None:
     KnowledgeBase.objects.filter(pk=kb.pk).update(index_revision=F("index_revision") + 1)
 
 
-def _snapshot(kb: KnowledgeBase, collection: Collection) -> _Snapshot | None:
+def _snapshot(kb: KnowledgeBase) -> _Snapshot:
+    """The in-memory copy of the collection; Chroma is only read when the index changed since the last copy."""
     row = KnowledgeBase.objects.filter(pk=kb.pk).values_list("index_generation", "index_revision").first()
     # Where the collection lives is part of the key: a rolled-back knowledge base (evaluate, tests) can
     # leave its primary key and revision to a later one whose index is elsewhere.
     location = settings.CHROMA_URL or str(settings.CHROMA_PATH)
-    revision = (location, collection.name, int(row[0]), int(row[1])) if row else (location, collection.name, 0, 0)
+    revision = (location, int(row[0]), int(row[1])) if row else (location, 0, 0)
     with _snapshots_lock:
         cached = _snapshots.get(kb.pk)
     if cached is not None and cached.revision == revision:
         return cached
+    collection = collection_for(kb)
     if collection.count() > EXACT_SEARCH_MAX:
-        return None
-    data = collection.get(include=["embeddings", "metadatas"])
-    metadatas = data.get("metadatas") or []
-    embeddings = data.get("embeddings")
-    matrix = np.asarray(embeddings if embeddings is not None else np.zeros((0, 0)), dtype=np.float32)
-    snapshot = _Snapshot(
-        revision,
-        [str(meta["entry_id"]) for meta in metadatas],
-        [str(meta.get("kind", "")) for meta in metadatas],
-        matrix,
-    )
+        snapshot = _Snapshot(revision, [], [], np.zeros((0, 0), dtype=np.float32), too_big=True)
+    else:
+        data = collection.get(include=["embeddings", "metadatas"])
+        metadatas = data.get("metadatas") or []
+        embeddings = data.get("embeddings")
+        snapshot = _Snapshot(
+            revision,
+            [str(meta["entry_id"]) for meta in metadatas],
+            [str(meta.get("kind", "")) for meta in metadatas],
+            np.asarray(embeddings if embeddings is not None else np.zeros((0, 0)), dtype=np.float32),
+        )
     with _snapshots_lock:
         _snapshots[kb.pk] = snapshot
     return snapshot
@@ -218,9 +221,10 @@ def _snapshot(kb: KnowledgeBase, collection: Collection) -> _Snapshot | None:
 
 def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
     """The ``k`` nearest indexed texts to ``vector`` (cosine), best first: exact up to EXACT_SEARCH_MAX vectors."""
-    collection = collection_for(kb)
-    snapshot = _snapshot(kb, collection)
-    if snapshot is not None:
+    if kb.index_embedding_model != get_encoder().name:
+        rebuild(kb)  # never search vectors of another model
+    snapshot = _snapshot(kb)
+    if not snapshot.too_big:
         if not snapshot.entry_ids:
             return []
         similarities = snapshot.matrix @ np.asarray(vector, dtype=np.float32)
@@ -228,7 +232,7 @@ def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
         best = np.argpartition(-similarities, k - 1)[:k]
         best = best[np.argsort(-similarities[best], kind="stable")]
         return [Hit(snapshot.entry_ids[i], float(similarities[i]), snapshot.kinds[i]) for i in best]
-    result = collection.query(query_embeddings=[vector], n_results=k, include=["metadatas", "distances"])
+    result = collection_for(kb).query(query_embeddings=[vector], n_results=k, include=["metadatas", "distances"])
     metadatas = (result.get("metadatas") or [[]])[0]
     distances = (result.get("distances") or [[]])[0]
     return [
