@@ -22,7 +22,7 @@ from django.db.models import F
 
 from knowledge.embeddings import get_encoder
 from knowledge.models import Entry, Example, KnowledgeBase
-from knowledge.routing_model import Hit
+from knowledge.routing_model import ASK_KINDS, Hit
 from knowledge.vectorstore import delete_collection, get_collection
 
 if TYPE_CHECKING:
@@ -172,12 +172,37 @@ def rebuild(kb: KnowledgeBase) -> None:
 EXACT_SEARCH_MAX = 50_000
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    out: np.ndarray = x / np.maximum(norms, 1e-12)
+    return out
+
+
+def _centre(matrix: np.ndarray, kinds: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each row minus the mean of its role (query-side texts, passage-side texts), re-normalised.
+
+    multilingual-e5 puts every text in a narrow cone (cosines 0.75-0.95): the direction all texts
+    share says nothing about which entry a message is about. Removing the knowledge base's own mean
+    (no labels involved) and comparing what is left ranks entries better: on soportemax dev the right
+    entry came first for 89% of covered questions instead of 85%, Spanish 89% instead of 84%.
+    """
+    if not len(matrix):
+        return None, None
+    asking = np.array([kind in ASK_KINDS for kind in kinds])
+    query_mean = matrix[asking].mean(axis=0) if asking.any() else matrix.mean(axis=0)
+    passage_mean = matrix[~asking].mean(axis=0) if (~asking).any() else query_mean
+    centred = _unit(matrix - np.where(asking[:, None], query_mean, passage_mean)).astype(np.float32)
+    return centred, query_mean.astype(np.float32)
+
+
 @dataclass
 class _Snapshot:
     revision: tuple[str, int, int]
     entry_ids: list[str]
     kinds: list[str]
     matrix: np.ndarray
+    centred: np.ndarray | None = None  # rows minus their role's mean, re-normalised (see _centre)
+    query_mean: np.ndarray | None = None  # mean of the query-role rows: what a customer's message is centred by
     too_big: bool = False  # over EXACT_SEARCH_MAX: search through Chroma
 
 
@@ -208,11 +233,11 @@ def _snapshot(kb: KnowledgeBase) -> _Snapshot:
         data = collection.get(include=["embeddings", "metadatas"])
         metadatas = data.get("metadatas") or []
         embeddings = data.get("embeddings")
+        kinds = [str(meta.get("kind", "")) for meta in metadatas]
+        matrix = np.asarray(embeddings if embeddings is not None else np.zeros((0, 0)), dtype=np.float32)
+        centred, query_mean = _centre(matrix, kinds)
         snapshot = _Snapshot(
-            revision,
-            [str(meta["entry_id"]) for meta in metadatas],
-            [str(meta.get("kind", "")) for meta in metadatas],
-            np.asarray(embeddings if embeddings is not None else np.zeros((0, 0)), dtype=np.float32),
+            revision, [str(meta["entry_id"]) for meta in metadatas], kinds, matrix, centred, query_mean
         )
     with _snapshots_lock:
         _snapshots[kb.pk] = snapshot
@@ -220,18 +245,30 @@ def _snapshot(kb: KnowledgeBase) -> _Snapshot:
 
 
 def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
-    """The ``k`` nearest indexed texts to ``vector`` (cosine), best first: exact up to EXACT_SEARCH_MAX vectors."""
+    """The ``k`` nearest indexed texts to ``vector``, best first: exact up to EXACT_SEARCH_MAX vectors.
+
+    Exact search returns the ``k`` nearest by plain cosine together with the ``k`` nearest by centred cosine
+    (``_centre``; the scorer ranks entries by it), ordered by plain cosine, each hit carrying both. The calibrator's
+    features are computed over the plain-cosine neighbourhood: computed over the centred top ``k`` alone, they lost
+    10 points of auto-resolution on soportemax dev (cross-validated).
+    """
     if kb.index_embedding_model != get_encoder().name:
         rebuild(kb)  # never search vectors of another model
     snapshot = _snapshot(kb)
     if not snapshot.too_big:
         if not snapshot.entry_ids:
             return []
-        similarities = snapshot.matrix @ np.asarray(vector, dtype=np.float32)
+        query = np.asarray(vector, dtype=np.float32)
+        similarities = snapshot.matrix @ query
+        centred_rows, query_mean = snapshot.centred, snapshot.query_mean
+        if centred_rows is None or query_mean is None:  # only for an empty snapshot, returned above
+            return []
+        centred = centred_rows @ _unit(query - query_mean)
         k = min(k, len(similarities))
-        best = np.argpartition(-similarities, k - 1)[:k]
+        best = np.union1d(np.argpartition(-similarities, k - 1)[:k], np.argpartition(-centred, k - 1)[:k])
         best = best[np.argsort(-similarities[best], kind="stable")]
-        return [Hit(snapshot.entry_ids[i], float(similarities[i]), snapshot.kinds[i]) for i in best]
+        return [Hit(snapshot.entry_ids[i], float(similarities[i]), snapshot.kinds[i], float(centred[i])) for i in best]
+    # Beyond the exact-search size the hits are Chroma's, by plain cosine, without the centred score.
     result = collection_for(kb).query(query_embeddings=[vector], n_results=k, include=["metadatas", "distances"])
     metadatas = (result.get("metadatas") or [[]])[0]
     distances = (result.get("distances") or [[]])[0]

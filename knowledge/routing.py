@@ -99,11 +99,19 @@ def active_model(kb: KnowledgeBase) -> tuple[int | None, RoutingModel]:
     if pk is None:
         model = untrained_model(kb)
     else:
-        model = RoutingModel.from_dict(RoutingVersion.objects.values_list("model", flat=True).get(pk=pk))
-        model.include_entries(str(entry_id) for entry_id in entries.values_list("pk", flat=True))
+        model = load_model(kb, RoutingVersion.objects.values_list("model", flat=True).get(pk=pk))
     with _models_lock:
         _models[kb.pk] = (key, model)
     return number, model
+
+
+def load_model(kb: KnowledgeBase, artefact: dict[str, Any]) -> RoutingModel:
+    """A saved version's model, knowing the entries published since and every entry's languages."""
+    model = RoutingModel.from_dict(artefact)
+    answerable = Entry.objects.filter(knowledge_base=kb).answerable()
+    model.include_entries(str(entry_id) for entry_id in answerable.values_list("pk", flat=True))
+    model.entry_languages = entry_languages(kb)
+    return model
 
 
 def forget_cached_models() -> None:
@@ -116,17 +124,43 @@ def untrained_model(kb: KnowledgeBase) -> RoutingModel:
     entry_ids = [str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)]
     model = RoutingModel.train(entry_ids, kind_weights=kind_weights(kb))
     model.threshold = settings.CONFIDENCE_THRESHOLD
+    model.entry_languages = entry_languages(kb)
     return model
 
 
+def entry_languages(kb: KnowledgeBase) -> dict[str, frozenset[str]]:
+    """The languages each answerable entry is written in: its own and its translations'."""
+    rows = Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", "language", "translations")
+    return {
+        str(pk): frozenset(code for code in (language, *(translations or {})) if code)
+        for pk, language, translations in rows
+    }
+
+
 # --- deciding -------------------------------------------------------------------------------------
-def score_texts(kb: KnowledgeBase, model: RoutingModel, texts: Sequence[str]) -> list[Scored]:
-    """Score many texts at once (calibration, evaluation of a candidate version)."""
+SELF_SIMILARITY = 0.9999
+"""A learned phrasing this close to a message is the message itself (see ``score_texts``)."""
+
+
+def score_texts(
+    kb: KnowledgeBase, model: RoutingModel, texts: Sequence[str], *, leave_self_out: bool = False
+) -> list[Scored]:
+    """Score many texts at once (calibration, evaluation of a candidate version).
+
+    ``leave_self_out``: the texts were learned as phrasings, and each is scored as if its own phrasing were
+    not indexed (leave-one-out), so that a calibration on them sees what an unseen message would get.
+    """
     vectors = get_encoder().embed(list(texts), is_query=True)
-    return [
-        model.score(vector, index.search(kb, vector, SEARCH_K), text)
-        for vector, text in zip(vectors, texts, strict=True)
-    ]
+    scored = []
+    for vector, text in zip(vectors, texts, strict=True):
+        hits = index.search(kb, vector, SEARCH_K + 1 if leave_self_out else SEARCH_K)
+        scorer = model
+        if leave_self_out:
+            own = [h for h in hits if h.kind == "phrasing" and h.similarity >= SELF_SIMILARITY]
+            hits = [h for h in hits if h not in own]
+            scorer = model.without_vectors(own) if own else model
+        scored.append(scorer.score(vector, hits, text))
+    return scored
 
 
 def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> Decision:
@@ -180,7 +214,7 @@ def train_model(kb: KnowledgeBase, examples: Sequence[Example] | None = None) ->
     examples = [ex for ex in examples if ex.entry_id is None or ex.entry_id in live]
     example_vectors = encoder.embed([ex.text for ex in examples], is_query=True) if examples else None
     question_vectors = encoder.embed([e.question for e in entries], is_query=True) if entries else None
-    return RoutingModel.train(
+    model = RoutingModel.train(
         [str(e.pk) for e in entries],
         example_vectors=example_vectors,
         example_labels=[str(ex.entry_id) if ex.entry_id is not None else None for ex in examples],
@@ -189,14 +223,24 @@ def train_model(kb: KnowledgeBase, examples: Sequence[Example] | None = None) ->
         ),
         kind_weights=kind_weights(kb),
     )
+    model.entry_languages = entry_languages(kb)
+    return model
 
 
 def calibrate_model(
-    kb: KnowledgeBase, model: RoutingModel, labelled: Sequence[tuple[str, Entry | None]], target: float
+    kb: KnowledgeBase,
+    model: RoutingModel,
+    labelled: Sequence[tuple[str, Entry | None]],
+    target: float,
+    *,
+    leave_self_out: bool = False,
 ) -> dict[str, float]:
-    """Fit ``model``'s calibrator and threshold on labelled queries; returns the calibration-set figures."""
+    """Fit ``model``'s calibrator and threshold on labelled queries; returns the calibration-set figures.
+
+    ``leave_self_out``: some queries are also learned phrasings (see ``score_texts``).
+    """
     rows = [(text, entry) for text, entry in labelled if not wants_a_person(text)]
-    scored = score_texts(kb, model, [text for text, _ in rows])
+    scored = score_texts(kb, model, [text for text, _ in rows], leave_self_out=leave_self_out)
     labels = [str(entry.pk) if entry is not None else None for _, entry in rows]
     model.calibrate(scored, labels, target_wrong_rate=target)
     # the confidences in `scored` came from the calibrator before this fit: decide on the new one

@@ -194,3 +194,46 @@ def test_the_task_returns_quietly_when_the_source_is_gone(celery_eager, db):
     from knowledge.tasks import sync_source_task
 
     sync_source_task.delay(123456)
+
+
+def test_search_reports_plain_and_centred_cosines(kb, write_faq, ingest):
+    source, _ = ingest(write_faq(FAQ))
+    vector = index.get_encoder().embed(["how much is shipping?"], is_query=True)[0]
+    hits = index.search(kb, vector, 3)
+    assert len(hits) >= 3  # the 3 nearest by either measure
+    assert all(h.centred is not None and -1.0 <= h.centred <= 1.0 for h in hits)
+    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+    best = max(hits, key=lambda h: h.centred or 0.0)
+    assert best.entry_id == str(source.entries.get(key="ship").pk)
+    # a change to the index is seen by the next search: the entry's vectors are gone
+    set_entry_enabled(source.entries.get(key="ship"), False)
+    assert str(source.entries.get(key="ship").pk) not in {h.entry_id for h in index.search(kb, vector, 3)}
+
+
+def test_centring_removes_each_role_mean():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(6, 4)).astype(np.float32) + 3.0
+    kinds = ["question", "phrasing", "question", "chunk", "chunk", "chunk"]
+    centred, query_mean = index._centre(matrix, kinds)
+    assert centred is not None
+    assert query_mean is not None
+    assert np.allclose(query_mean, matrix[:3].mean(axis=0), atol=1e-6)
+    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0, atol=1e-5)
+    expected = matrix[3] - matrix[3:].mean(axis=0)
+    assert np.allclose(centred[3], expected / np.linalg.norm(expected), atol=1e-5)
+    assert index._centre(np.zeros((0, 4), dtype=np.float32), []) == (None, None)
+
+
+def test_a_learned_phrasing_can_be_scored_as_if_it_were_not_indexed(kb, write_faq, ingest):
+    from knowledge import routing
+
+    source, _ = ingest(write_faq(FAQ))
+    ship = source.entries.get(key="ship")
+    text = "what do you charge to send a parcel to my flat"
+    routing.add_examples(kb, [(text, ship)], origin="conversation")
+    model = routing.train_model(kb)
+    seen, unseen = (routing.score_texts(kb, model, [text], leave_self_out=flag)[0] for flag in (False, True))
+    assert seen.features["sim"] > unseen.features["sim"]
+    assert unseen.entry_id == str(ship.pk)

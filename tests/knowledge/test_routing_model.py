@@ -194,3 +194,63 @@ def test_rescore_uses_the_current_calibrator(kb: dict) -> None:
     model.calibrator_bias -= 5.0
     assert model.rescore(s).confidence == pytest.approx(model.score(q, _hits(kb, q)).confidence)
     assert model.rescore(s).confidence < s.confidence
+
+
+def test_entries_are_ranked_by_centred_similarity_and_described_by_plain_cosine() -> None:
+    model = RoutingModel.train(["a", "b"], kind_weights={"question": 1.0})
+    hits = [Hit("a", 0.93, "question", centred=0.20), Hit("b", 0.91, "question", centred=0.45)]
+    scored = model.score(np.zeros(DIM, dtype=np.float32), hits)
+    assert scored.entry_id == "b"
+    assert scored.features["sim"] == pytest.approx(0.91)
+    assert scored.features["sim_margin"] == pytest.approx(0.91 - 0.93)
+    # without centred cosines (Chroma's approximate search) the plain cosine ranks
+    plain = model.score(np.zeros(DIM, dtype=np.float32), [Hit("a", 0.93, "question"), Hit("b", 0.91, "question")])
+    assert plain.entry_id == "a"
+
+
+@pytest.mark.parametrize(
+    ("text", "languages", "crossing"),
+    [
+        ("How much does shipping cost for my order?", {"es"}, 1.0),
+        ("¿Cuánto cuesta el envío de mi pedido?", {"es"}, 0.0),
+        ("How much does shipping cost for my order?", {"es", "en"}, 0.0),  # the entry has an English version
+        ("How much does shipping cost for my order?", set(), 0.0),  # language of the entry unknown
+        ("ok", {"es"}, 0.0),  # language of the message unknown
+    ],
+)
+def test_cross_lingual_feature(text: str, languages: set[str], crossing: float) -> None:
+    model = RoutingModel.train(["a", "b"], kind_weights={"question": 1.0})
+    model.entry_languages = {"a": frozenset(languages)}
+    hits = [Hit("a", 0.9, "question"), Hit("b", 0.8, "question")]
+    feats = model.score(np.zeros(DIM, dtype=np.float32), hits, text).features
+    assert feats["cross_lingual"] == crossing
+    assert feats["cross_lingual_sim"] == pytest.approx(crossing * 0.9)
+
+
+def test_a_head_needs_a_few_examples_per_entry(kb: dict) -> None:
+    few = RoutingModel.train(ENTRIES, kb["x"][:5], kb["labels"][:5], kind_weights={"question": 1.0, "phrasing": 1.0})
+    assert few.head is None
+    assert few.ask_counts["a"] == 6  # the examples are still indexed as phrasings: question + 5
+    assert _model(kb).head is not None
+
+
+def test_leaving_a_vector_out_also_leaves_the_count() -> None:
+    model = RoutingModel.train(["a", "b"], kind_weights={"question": 1.0, "phrasing": 1.0})
+    model.ask_counts = {"a": 3, "b": 1}
+    hidden = model.without_vectors([Hit("a", 1.0, "phrasing"), Hit("b", 1.0, "phrasing")])
+    assert hidden.ask_counts == {"a": 2, "b": 1}  # an entry keeps at least its question
+    assert model.ask_counts == {"a": 3, "b": 1}  # the model itself is untouched
+
+
+def test_a_small_calibration_set_fits_the_compact_features_only(kb: dict) -> None:
+    from knowledge.routing_model import COMPACT_BELOW, COMPACT_FEATURES
+
+    model = _model(kb)
+    rng = np.random.default_rng(5)
+    queries = [_unit(kb["centres"][i % 4] + 0.45 * rng.standard_normal(DIM)) for i in range(COMPACT_BELOW - 10)]
+    labels: list[str | None] = [ENTRIES[i % 4] for i in range(len(queries))]
+    scored = [model.score(q, _hits(kb, q)) for q in queries]
+    model.calibrate(scored, labels)
+    used = {f for f, w in zip(FEATURES, model.calibrator_weights, strict=True) if w != 0.0}
+    assert used
+    assert used <= set(COMPACT_FEATURES)
