@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from knowledge.admin import KnowledgeBaseAdmin, RoutingVersionAdmin
 from knowledge.models import KnowledgeBase, RoutingVersion
@@ -131,8 +132,49 @@ class LabelledExampleAdmin(admin.ModelAdmin):
 class RetrainingJobAdmin(admin.ModelAdmin):
     list_display = ("__str__", "trigger", "status", "progress", "stage", "candidate", "created_at", "finished_at")
     list_filter = ("knowledge_base", "status", "trigger")
-    readonly_fields = [f.name for f in RetrainingJob._meta.fields]
+    readonly_fields = ["figures", *(f.name for f in RetrainingJob._meta.fields)]
     actions = ("resume",)
+
+    @admin.display(description="Candidate against the live version")
+    def figures(self, job: RetrainingJob) -> str:
+        """One row per evaluation set: live → candidate for each figure, then the gate's decision."""
+        live, candidate = job.metrics.get("live") or {}, job.metrics.get("candidate") or {}
+        if not live or not candidate:
+            return "Not evaluated yet."
+
+        def pct(value: float | None) -> str:
+            return "–" if value is None else f"{value * 100:.1f}%"
+
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{} → {}</td><td>{} → {}</td></tr>",
+            (
+                (
+                    name,
+                    before.get("n", 0),
+                    pct(before.get("auto_resolution")),
+                    pct(candidate.get(name, {}).get("auto_resolution")),
+                    pct(before.get("wrong_answer_rate")),
+                    pct(candidate.get(name, {}).get("wrong_answer_rate")),
+                    pct(before.get("oos_recall")),
+                    pct(candidate.get(name, {}).get("oos_recall")),
+                )
+                for name, before in live.items()
+            ),
+        )
+        gate = job.metrics.get("gate") or {}
+        verdict = "promote" if gate.get("promote") else "refused"
+        notes = format_html_join(
+            "", "<li>{}</li>", ((line,) for line in [*gate.get("reasons", []), *gate.get("warnings", [])])
+        )
+        return format_html(
+            "<table><thead><tr><th>set</th><th>questions</th><th>auto-resolution</th><th>wrong answers</th>"
+            "<th>out-of-scope recall</th></tr></thead><tbody>{}</tbody></table><p>Gate: <strong>{}</strong></p>"
+            "<ul>{}</ul>",
+            rows,
+            verdict,
+            notes,
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start from "Retrain now", the command or the schedule

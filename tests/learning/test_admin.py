@@ -36,3 +36,20 @@ def test_retrain_now_queues_one_job_and_versions_can_be_rolled_back(ops_client, 
     for version in (v2, v1):
         ops_client.post(url, {"action": "make_active", "_selected_action": [version.pk]})
         assert routing.active_model(kb)[0] == version.number
+
+
+def test_a_job_shows_the_candidate_against_the_live_version(ops_client, kb):
+    live = {"holdout": {"n": 40, "auto_resolution": 0.5, "wrong_answer_rate": 0.04, "oos_recall": None}}
+    candidate = {"holdout": {"n": 40, "auto_resolution": 0.625, "wrong_answer_rate": 0.03, "oos_recall": None}}
+    gate = {"promote": True, "reasons": [], "warnings": ["no evaluation set has out-of-scope questions: <b>x</b>"]}
+    job = RetrainingJob.objects.create(
+        knowledge_base=kb,
+        trigger="command",
+        status="promoted",
+        metrics={"live": live, "candidate": candidate, "gate": gate},
+    )
+    page = ops_client.get(reverse("admin:learning_retrainingjob_change", args=[job.pk])).content.decode()
+    assert "50.0% → 62.5%" in page
+    assert "4.0% → 3.0%" in page
+    assert "Gate: <strong>promote</strong>" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page  # escaped

@@ -153,3 +153,17 @@ def test_exports_are_openai_chat_jsonl_and_a_datasets_json_folder(kb, queries):
     hf = [json.loads(line) for line in (folder / "hf" / "train.jsonl").open()]
     assert {"text", "label", "kind", "language", "messages"} <= set(hf[0])
     assert {row["label"] for row in hf} <= {"ship", "return", None}
+
+
+def test_the_gate_weighs_out_of_scope_recall_where_it_is_measured(settings):
+    settings.LEARNING_MAX_OOS_RECALL_DROP = 0.02
+    live = {"holdout": {"n": 50, "auto_resolution": 0.6, "wrong_answer_rate": 0.05, "oos_recall": 0.9}}
+    worse = {"holdout": {"n": 50, "auto_resolution": 0.7, "wrong_answer_rate": 0.05, "oos_recall": 0.8}}
+    promote, reasons = retraining.gate(live, worse)
+    assert not promote
+    assert reasons == ["holdout: out-of-scope recall falls from 0.900 to 0.800"]
+    assert retraining.unmeasured(live) == []
+
+    unmeasured = {"holdout": {**live["holdout"], "oos_recall": None}}
+    assert retraining.gate(unmeasured, {"holdout": {**worse["holdout"], "oos_recall": None}})[0]
+    assert retraining.unmeasured(unmeasured)  # promoted, with a warning that says what was not measured
