@@ -224,6 +224,7 @@ def train_model(kb: KnowledgeBase, examples: Sequence[Example] | None = None) ->
         kind_weights=kind_weights(kb),
     )
     model.entry_languages = entry_languages(kb)
+    model.threshold = settings.CONFIDENCE_THRESHOLD  # until calibrate_model chooses one, as for an untrained model
     return model
 
 

@@ -100,7 +100,12 @@ def evaluate(kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery]) ->
 
 def gate(live: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]]) -> tuple[bool, list[str]]:
     """Promote only if, on every set, auto-resolution holds or improves, wrong answers rise at most their margin
-    and out-of-scope recall (where the set has out-of-scope questions) falls at most its margin."""
+    and out-of-scope recall (where the set has out-of-scope questions) stays at or above LEARNING_MIN_OOS_RECALL, or
+    at the live version's if that was already lower.
+
+    A floor rather than "no drop": the live version of a new knowledge base escalates nearly everything, so any
+    candidate that answers more catches fewer uncovered questions (clinc150: 100 % -> 90 %, with auto-resolution
+    40 % -> 92 %). Those it answers count as wrong answers too."""
     reasons: list[str] = []
     measured = 0
     for name, before in live.items():
@@ -115,8 +120,11 @@ def gate(live: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]]) 
         if wrong_after > wrong_before + settings.LEARNING_MAX_WRONG_ANSWER_INCREASE + 1e-9:
             reasons.append(f"{name}: wrong-answer rate rises from {wrong_before:.3f} to {wrong_after:.3f}")
         oos_before, oos_after = before.get("oos_recall"), after.get("oos_recall")
-        if oos_before is not None and (oos_after or 0.0) < oos_before - settings.LEARNING_MAX_OOS_RECALL_DROP - 1e-9:
-            reasons.append(f"{name}: out-of-scope recall falls from {oos_before:.3f} to {oos_after or 0:.3f}")
+        floor = min(oos_before, settings.LEARNING_MIN_OOS_RECALL) if oos_before is not None else None
+        if floor is not None and (oos_after or 0.0) < floor - 1e-9:
+            reasons.append(
+                f"{name}: out-of-scope recall {oos_after or 0:.3f} is under {floor:.3f} (live: {oos_before:.3f})"
+            )
     if not measured:
         reasons.append("nothing to evaluate on: no held-out labelled conversations and no benchmark")
     return not reasons, reasons

@@ -224,7 +224,7 @@ TICKET_STALE_MINUTES = env_int("TICKET_STALE_MINUTES", 10, minimum=1)
 # --- Learning ---------------------------------------------------------------------------------
 LEARNING_RETENTION_DAYS = env_int("LEARNING_RETENTION_DAYS", 90, minimum=1)
 LEARNING_MAX_WRONG_ANSWER_INCREASE = env_float("LEARNING_MAX_WRONG_ANSWER_INCREASE", 0.005, minimum=0.0)
-LEARNING_MAX_OOS_RECALL_DROP = env_float("LEARNING_MAX_OOS_RECALL_DROP", 0.02, minimum=0.0)
+LEARNING_MIN_OOS_RECALL = env_float("LEARNING_MIN_OOS_RECALL", 0.85, minimum=0.0, maximum=1.0)
 LEARNING_MIN_NEW_EXAMPLES = env_int("LEARNING_MIN_NEW_EXAMPLES", 20, minimum=0)
 # An answer with no feedback and no further customer message for this long counts as right; 0 = never.
 LEARNING_NO_FOLLOW_UP_MINUTES = env_int("LEARNING_NO_FOLLOW_UP_MINUTES", 30, minimum=0)

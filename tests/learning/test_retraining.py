@@ -155,15 +155,22 @@ def test_exports_are_openai_chat_jsonl_and_a_datasets_json_folder(kb, queries):
     assert {row["label"] for row in hf} <= {"ship", "return", None}
 
 
-def test_the_gate_weighs_out_of_scope_recall_where_it_is_measured(settings):
-    settings.LEARNING_MAX_OOS_RECALL_DROP = 0.02
-    live = {"holdout": {"n": 50, "auto_resolution": 0.6, "wrong_answer_rate": 0.05, "oos_recall": 0.9}}
-    worse = {"holdout": {"n": 50, "auto_resolution": 0.7, "wrong_answer_rate": 0.05, "oos_recall": 0.8}}
-    promote, reasons = retraining.gate(live, worse)
+def test_the_gate_holds_out_of_scope_recall_to_a_floor_where_it_is_measured(settings):
+    settings.LEARNING_MIN_OOS_RECALL = 0.85
+    live = {"holdout": {"n": 50, "auto_resolution": 0.4, "wrong_answer_rate": 0.05, "oos_recall": 1.0}}
+
+    def candidate(oos_recall):
+        return {"holdout": {"n": 50, "auto_resolution": 0.9, "wrong_answer_rate": 0.05, "oos_recall": oos_recall}}
+
+    assert retraining.gate(live, candidate(0.9)) == (True, [])  # answers far more, still above the floor
+    promote, reasons = retraining.gate(live, candidate(0.5))
     assert not promote
-    assert reasons == ["holdout: out-of-scope recall falls from 0.900 to 0.800"]
+    assert reasons == ["holdout: out-of-scope recall 0.500 is under 0.850 (live: 1.000)"]
+    weak_live = {"holdout": {**live["holdout"], "oos_recall": 0.6}}
+    assert retraining.gate(weak_live, candidate(0.6))[0]  # under the floor already: must not get worse
+    assert not retraining.gate(weak_live, candidate(0.55))[0]
     assert retraining.unmeasured(live) == []
 
     unmeasured = {"holdout": {**live["holdout"], "oos_recall": None}}
-    assert retraining.gate(unmeasured, {"holdout": {**worse["holdout"], "oos_recall": None}})[0]
+    assert retraining.gate(unmeasured, candidate(None))[0]
     assert retraining.unmeasured(unmeasured)  # promoted, with a warning that says what was not measured

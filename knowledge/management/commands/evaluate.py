@@ -114,8 +114,6 @@ class Command(BaseCommand):
         if calibration:
             metrics = routing.calibrate_model(kb, model, labelled(calibration), target)
             self.stderr.write(f"calibrated on {metrics['n']} queries: threshold {model.threshold:.3f}")
-        else:
-            model.threshold = settings.CONFIDENCE_THRESHOLD
         routing.activate_version(routing.save_version(kb, model, metrics, notes="evaluate"))
 
         by_pk = {entry.pk: key for key, entry in entries.items()}
