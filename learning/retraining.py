@@ -246,25 +246,32 @@ class Runner:
             actions.sync_learned_examples(kb, actions.learned_examples_of(job.candidate))
             self.say(f"resuming with the candidate saved before: v{job.candidate.number}", 60)
             return job.candidate
-        train = labels.labelled_pairs(kb, [Split.TRAIN], job.window_end, with_negatives=False)
-        self.say(f"learning {len(train)} phrasings", 35, "learning")
+        # The calibration slice calibrates only if it can: enough questions, some of which should have escalated.
+        # Without such questions a calibration only learns to answer everything (banking77 train replayed: OOS
+        # recall 88% -> 51%). A slice that cannot calibrate is learned from instead.
+        calibration = labels.labelled_pairs(kb, [Split.CALIBRATION], job.window_end, with_negatives=True)
+        calibrates = _can_calibrate(calibration)
+        learning_slices: list[str] = [Split.TRAIN] if calibrates else [Split.TRAIN, Split.CALIBRATION]
+        train = labels.labelled_pairs(kb, learning_slices, job.window_end, with_negatives=False)
+        self.say(f"learning {len(train)} phrasings from the {' and '.join(learning_slices)} slices", 35, "learning")
         routing.add_examples(kb, train, origin=actions.LEARNED_ORIGIN)
         learned = Example.objects.filter(knowledge_base=kb, origin=actions.LEARNED_ORIGIN).order_by("pk")
         job.artefacts["examples"] = [[ex.text, ex.entry_id] for ex in learned]
         self.say("training the head", 45, "training")
         model = routing.train_model(kb)
-        # With a head, its training questions would look easier than unseen ones: calibrate on the calibration
-        # slice only. Without one (few examples), the training slice calibrates too, each question scored with
-        # its own learned phrasing left out: on small knowledge bases that is most of the labelled data.
-        slices: list[str] = [Split.CALIBRATION] if model.head is not None else [Split.TRAIN, Split.CALIBRATION]
-        calibration = labels.labelled_pairs(kb, slices, job.window_end, with_negatives=True)
+        if model.head is None:
+            # No head (few examples): the training slice calibrates too, each question scored with its own learned
+            # phrasing left out. On a small knowledge base that is most of the labelled data. With a head, its
+            # training questions would look easier than unseen ones.
+            calibration = labels.labelled_pairs(
+                kb, [Split.TRAIN, Split.CALIBRATION], job.window_end, with_negatives=True
+            )
+            calibrates = _can_calibrate(calibration)
         metrics: dict[str, Any] = {"examples": len(job.artefacts["examples"]), "calibration_rows": len(calibration)}
-        has_escalations = any(entry is None for _, entry in calibration)
-        if len(calibration) >= MIN_CALIBRATION_ROWS and not has_escalations:
-            # Without questions that should escalate, a calibration only learns to answer everything
-            # (banking77 train replayed: OOS recall 88% -> 51%). Keep the default calibration instead.
-            self.say(f"{len(calibration)} calibration questions, none out of scope: default calibration kept", 60)
-        elif len(calibration) >= MIN_CALIBRATION_ROWS:
+        if not calibrates:
+            why = "too few" if len(calibration) < MIN_CALIBRATION_ROWS else "none out of scope"
+            self.say(f"{len(calibration)} calibration questions, {why}: default calibration kept", 60)
+        else:
             try:
                 metrics["calibration"] = routing.calibrate_model(
                     kb, model, calibration, settings.TARGET_WRONG_ANSWER_RATE, leave_self_out=model.head is None
@@ -272,12 +279,14 @@ class Runner:
                 self.say(f"calibrated on {len(calibration)} labelled questions: threshold {model.threshold:.3f}", 60)
             except ValueError as exc:  # e.g. every calibration answer right: nothing to fit
                 self.say(f"calibration skipped ({exc}); default calibration kept", 60)
-        else:
-            self.say(f"only {len(calibration)} calibration questions: default calibration kept", 60)
         candidate = routing.save_version(kb, model, metrics, notes=f"retraining job #{job.pk}")
         job.candidate = candidate
         job.save(update_fields=["candidate", "artefacts"])
         return candidate
+
+
+def _can_calibrate(calibration: Sequence[tuple[str, Entry | None]]) -> bool:
+    return len(calibration) >= MIN_CALIBRATION_ROWS and any(entry is None for _, entry in calibration)
 
 
 def _model_of(version: RoutingVersion) -> Any:
