@@ -174,3 +174,54 @@ def test_the_gate_holds_out_of_scope_recall_to_a_floor_where_it_is_measured(sett
     unmeasured = {"holdout": {**live["holdout"], "oos_recall": None}}
     assert retraining.gate(unmeasured, candidate(None))[0]
     assert retraining.unmeasured(unmeasured)  # promoted, with a warning that says what was not measured
+
+
+def test_a_calibration_slice_that_cannot_calibrate_is_learned_from(kb, queries):
+    from learning.models import LabelledExample, Split
+
+    baseline_version(kb)
+    replay(kb, [q for q in queries if q.faq_id])  # no question that should escalate: nothing to calibrate on
+
+    job = retrain(kb)
+
+    assert "default calibration kept" in job.log
+    assert "from the train and calibration slices" in job.log
+    learned = {text for text, _ in job.artefacts["examples"]}
+    calibration = set(
+        LabelledExample.objects.filter(knowledge_base=kb, split=Split.CALIBRATION, entry__isnull=False).values_list(
+            "text", flat=True
+        )
+    )
+    assert calibration
+    assert calibration <= learned
+    holdout = set(LabelledExample.objects.filter(knowledge_base=kb, split=Split.HOLDOUT).values_list("text", flat=True))
+    assert not holdout & learned
+
+
+def test_without_a_head_the_training_slice_calibrates_too_leaving_each_question_out(kb, queries, monkeypatch):
+    from knowledge import routing_model
+    from learning import labels
+    from learning.models import Split
+
+    monkeypatch.setattr(routing_model, "HEAD_MIN_EXAMPLES_PER_ENTRY", 100.0)  # this small FAQ: as if few examples
+    monkeypatch.setattr(retraining, "MIN_CALIBRATION_ROWS", 20)
+    scored_with = []
+    real = routing.score_texts
+
+    def spy(kb, model, texts, *, leave_self_out=False):
+        scored_with.append(leave_self_out)
+        return real(kb, model, texts, leave_self_out=leave_self_out)
+
+    monkeypatch.setattr(routing, "score_texts", spy)
+    baseline_version(kb)
+    replay(kb, queries)
+
+    job = retrain(kb)
+
+    version = job.candidate
+    assert version is not None
+    assert version.model["head"] is None
+    rows = labels.labelled_pairs(kb, [Split.TRAIN, Split.CALIBRATION], None, with_negatives=True)
+    assert version.metrics["calibration_rows"] == len(rows)
+    assert f"calibrated on {len(rows)} labelled questions" in job.log
+    assert True in scored_with  # the calibration scored each question without its own phrasing
