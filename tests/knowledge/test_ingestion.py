@@ -210,20 +210,23 @@ def test_search_reports_plain_and_centred_cosines(kb, write_faq, ingest):
     assert str(source.entries.get(key="ship").pk) not in {h.entry_id for h in index.search(kb, vector, 3)}
 
 
-def test_centring_removes_each_role_mean():
+def test_centred_cosines_remove_each_role_mean():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    matrix = rng.normal(size=(6, 4)).astype(np.float32) + 3.0
+    matrix = rng.normal(size=(6, 4)) + 3.0
+    matrix = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
     kinds = ["question", "phrasing", "question", "chunk", "chunk", "chunk"]
-    centred, query_mean = index._centre(matrix, kinds)
-    assert centred is not None
-    assert query_mean is not None
-    assert np.allclose(query_mean, matrix[:3].mean(axis=0), atol=1e-6)
-    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0, atol=1e-5)
-    expected = matrix[3] - matrix[3:].mean(axis=0)
-    assert np.allclose(centred[3], expected / np.linalg.norm(expected), atol=1e-5)
-    assert index._centre(np.zeros((0, 4), dtype=np.float32), []) == (None, None)
+    query = rng.normal(size=4).astype(np.float32)
+    centring = index._centre(matrix, kinds)
+    assert centring is not None
+
+    query_mean, passage_mean = matrix[:3].mean(axis=0), matrix[3:].mean(axis=0)
+    rows = matrix - np.vstack([np.tile(query_mean, (3, 1)), np.tile(passage_mean, (3, 1))])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    centred_query = (query - query_mean) / np.linalg.norm(query - query_mean)
+    assert np.allclose(centring.cosines(matrix @ query, query), rows @ centred_query, atol=1e-5)
+    assert index._centre(np.zeros((0, 4), dtype=np.float32), []) is None
 
 
 def test_a_learned_phrasing_can_be_scored_as_if_it_were_not_indexed(kb, write_faq, ingest):
