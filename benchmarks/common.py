@@ -8,6 +8,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -51,3 +52,23 @@ def peak_rss_mb() -> float:
 
 def machine() -> str:
     return f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}, {os.uname().machine}"
+
+
+def timed_retraining(kb: Any) -> tuple[Any, str]:
+    """Run one retraining job for ``kb`` as a command would; returns the job and a line with its time and memory."""
+    import time
+
+    from learning import actions
+    from learning.models import RetrainingJob
+    from learning.retraining import run_job
+
+    job, _ = actions.request_retraining(kb, RetrainingJob.Trigger.COMMAND)
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    job = run_job(job)
+    seconds = time.perf_counter() - started
+    line = (
+        f"retraining job #{job.pk}: {job.status} in {seconds:.1f}s; peak memory {peak_rss_mb()} MB "
+        f"(before the job: {rss_before} MB)"
+    )
+    return job, line

@@ -17,7 +17,7 @@ import json
 import time
 from typing import Any
 
-from common import SHARED_DATA, isolated_django, machine, peak_rss_mb, percentiles
+from common import SHARED_DATA, isolated_django, machine, percentiles, timed_retraining
 
 SETS = {
     "soportemax": ("soportemax/faq.jsonl", "soportemax/dev.jsonl", None),
@@ -37,9 +37,7 @@ def main() -> None:
     from knowledge.evaluation import Outcome, figures, read_queries
     from knowledge.models import Entry
     from knowledge.routing import route
-    from learning import actions, replay
-    from learning.models import RetrainingJob
-    from learning.retraining import run_job
+    from learning import replay
 
     faq, train, held = SETS[args.set]
     kb = get_or_create_knowledge_base(args.set)
@@ -67,19 +65,12 @@ def main() -> None:
     started = time.perf_counter()
     report = replay.replay(kb, taught)
     replay_s = time.perf_counter() - started
-    job, _ = actions.request_retraining(kb, RetrainingJob.Trigger.COMMAND)
-    rss_before = peak_rss_mb()
-    started = time.perf_counter()
-    job = run_job(job)
-    retrain_s = time.perf_counter() - started
+    job, job_line = timed_retraining(kb)
     after = measure()
 
     overhead = logging_overhead(kb)
     print(f"machine: {machine()}; set: {args.set}; replayed {report.replayed} turns in {replay_s:.0f}s")
-    print(
-        f"retraining job #{job.pk}: {job.status} in {retrain_s:.1f}s; peak memory {peak_rss_mb()} MB "
-        f"(before the job: {rss_before} MB)"
-    )
+    print(job_line)
     print(f"before: {json.dumps(before)}")
     print(f"after:  {json.dumps(after)}")
     print(f"logging overhead on storing a reply: p50 {overhead['p50']} ms, p95 {overhead['p95']} ms")

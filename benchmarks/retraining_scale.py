@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 
-from common import SHARED_DATA, isolated_django, machine, peak_rss_mb
+from common import SHARED_DATA, isolated_django, machine, timed_retraining
 
 OPENINGS = ["", "hi, ", "hello, ", "hey there, ", "good morning, ", "excuse me, ", "quick question: "]
 CLOSINGS = ["", " thanks", " please", " thank you!", " asap", " cheers", " if you can"]
@@ -48,8 +48,7 @@ def main() -> None:
     from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
     from knowledge.models import Entry
     from learning import actions
-    from learning.models import RetrainingJob, TurnLog
-    from learning.retraining import run_job
+    from learning.models import TurnLog
 
     kb = get_or_create_knowledge_base("clinc150")
     source = source_for_location(kb, str(SHARED_DATA / "clinc150" / "faq.jsonl"))
@@ -107,16 +106,9 @@ def main() -> None:
             TurnLog.objects.bulk_create(logs)
     written_s = time.perf_counter() - started
 
-    job, _ = actions.request_retraining(kb, RetrainingJob.Trigger.COMMAND)
-    rss_before = peak_rss_mb()
-    started = time.perf_counter()
-    job = run_job(job)
-    job_s = time.perf_counter() - started
+    job, job_line = timed_retraining(kb)
     print(f"machine: {machine()}; turns: {len(texts)} (written in {written_s:.0f}s)")
-    print(
-        f"retraining job #{job.pk}: {job.status} in {job_s:.0f}s; peak memory {peak_rss_mb()} MB "
-        f"(before the job: {rss_before} MB)"
-    )
+    print(job_line)
     print("stage times (from the job log):\n" + job.log)
 
 

@@ -272,12 +272,10 @@ def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
         rebuild(kb)  # never search vectors of another model
     snapshot = _snapshot(kb)
     if not snapshot.too_big:
-        if not snapshot.entry_ids:
+        if not snapshot.entry_ids or snapshot.centring is None:  # centring is None only when empty
             return []
         query = np.asarray(vector, dtype=np.float32)
         similarities = snapshot.matrix @ query
-        if snapshot.centring is None:  # only for an empty snapshot, returned above
-            return []
         centred = snapshot.centring.cosines(similarities, query)
         k = min(k, len(similarities))
         best = np.union1d(np.argpartition(-similarities, k - 1)[:k], np.argpartition(-centred, k - 1)[:k])

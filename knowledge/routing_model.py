@@ -419,7 +419,6 @@ class RoutingModel:
         """Best entry, ranked candidates and the calibrator features (see FEATURES)."""
         sims = self._entry_similarities(hits)
         floor = min(sims.values()) if sims else 0.0
-        ranking = self._entry_similarities(hits, centred=True) if any(h.centred is not None for h in hits) else sims
         logp: dict[str, float] = {}
         oos_logit = 0.0
         if self.head is not None:
@@ -437,8 +436,10 @@ class RoutingModel:
             # the head's kNN term stays on plain cosine: on centred cosine clinc150 lost 1.1 points of
             # auto-resolution (92.8 -> 91.7 %) and banking77_oos gained 0.3 (evaluate --examples, each set's dev split)
             rank = {e: logp.get(e, -20.0) + self.knn_weight * sims.get(e, floor) for e in pool}
+        elif any(h.centred is not None for h in hits):
+            rank = self._entry_similarities(hits, centred=True)
         else:
-            rank = dict(ranking)
+            rank = dict(sims)
         if not rank:
             return None, [], dict.fromkeys(FEATURES, 0.0)
         ordered = sorted(rank, key=lambda e: rank[e], reverse=True)

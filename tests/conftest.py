@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.processes import stop
+
 
 class NetworkBlocked(RuntimeError):
     """A test tried to reach a host other than this machine."""
@@ -121,8 +123,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
+
 from .conftest import FAQ, QUERIES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,8 +96,4 @@ def test_a_real_worker_logs_turns_and_runs_a_retraining_job(redis_url, tmp_path)
         (versions,) = poll(db, "SELECT count(*) FROM knowledge_routingversion")
         assert versions == 1
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker, timeout=15)
