@@ -54,7 +54,7 @@ def main() -> None:
         [
             Ticket(
                 conversation=c,
-                reason=random.choice(Ticket.Reason.values),
+                reason=random.choice(list(Ticket.Reason)),
                 status=random.choice(states),
                 summary="Reason: low confidence. Last message: “question”.",
                 created_at=now - timedelta(minutes=random.randint(0, 600)),

@@ -10,8 +10,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from chat.models import Conversation, Message, Ticket
-
-UNANSWERED_REASONS = (Ticket.Reason.OUT_OF_SCOPE, Ticket.Reason.LOW_CONFIDENCE, Ticket.Reason.REPEATED_FAILURE)
+from knowledge.vocabulary import UNANSWERED_REASONS
 
 
 def _median_minutes(pairs: list[tuple[Any, Any]]) -> float | None:

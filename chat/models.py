@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from knowledge.models import KnowledgeBase
+from knowledge.vocabulary import HandoverReason
 
 
 def hash_token(token: str) -> str:
@@ -105,14 +106,7 @@ class Message(models.Model):
 class Ticket(models.Model):
     """An escalation: the conversation waits for a person, with what the bot knew."""
 
-    class Reason(models.TextChoices):
-        HUMAN_REQUEST = "human_request", "Asked for a person"
-        LOW_CONFIDENCE = "low_confidence", "Low confidence"
-        OUT_OF_SCOPE = "out_of_scope", "Not covered by the knowledge base"
-        FRUSTRATION = "frustration", "Frustration"
-        REPEATED_FAILURE = "repeated_failure", "Repeated failure"
-        NEGATIVE_FEEDBACK = "negative_feedback", "Answer marked not helpful"
-        SYSTEM_ERROR = "system_error", "System error"
+    Reason = HandoverReason
 
     class Status(models.TextChoices):
         OPEN = "open", "Waiting"
@@ -121,7 +115,7 @@ class Ticket(models.Model):
         RELEASED = "released", "Handed back to the bot"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tickets")
-    reason = models.CharField(max_length=20, choices=Reason.choices)
+    reason = models.CharField(max_length=20, choices=HandoverReason.choices())
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     confidence = models.FloatField(null=True, blank=True)
     summary = models.TextField(blank=True)

@@ -113,7 +113,7 @@ async def respond(conversation: Conversation, message: Message, is_retry: bool =
             if kind == "decision":
                 decision = event["decision"]
                 verdict = judge(decision, message.text, history)
-                if verdict.action == "clarify":
+                if verdict.action == "choices":  # TODO(choices): buttons
                     reply = await sync_to_async(_clarify)(conversation, message, decision)
                     yield "message", message_dict(reply)
                     break

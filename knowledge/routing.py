@@ -24,6 +24,7 @@ from knowledge.embeddings import get_encoder
 from knowledge.handoff import wants_a_person
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion
 from knowledge.routing_model import RoutingModel, Scored
+from knowledge.vocabulary import HandoverReason, Outcome
 
 # How many indexed vectors the scorer sees per query (several per entry: question, sentences, phrasings).
 SEARCH_K = 50
@@ -37,13 +38,6 @@ def kind_weights(kb: KnowledgeBase) -> dict[str, float]:
     return weights
 
 
-class Reason:
-    ANSWER = "answer"
-    HUMAN_REQUEST = "human_request"
-    LOW_CONFIDENCE = "low_confidence"
-    OUT_OF_SCOPE = "out_of_scope"
-
-
 @dataclass(frozen=True)
 class Candidate:
     entry_id: int
@@ -54,26 +48,34 @@ class Candidate:
         return {"entry_id": self.entry_id, "question": self.question, "score": round(self.score, 4)}
 
 
+MAX_CHOICES = 3
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one customer message."""
+    """What to do with one customer message: answer from ``entry``, offer ``choices``, or hand over for ``reason``."""
 
-    reason: str
+    outcome: Outcome
     confidence: float
     entry: Entry | None = None
+    choices: list[Candidate] = field(default_factory=list)
+    reason: HandoverReason | None = None
     candidates: list[Candidate] = field(default_factory=list)
     latency_ms: float = 0.0
     version: int | None = None
 
     @property
     def answer(self) -> bool:
-        return self.reason == Reason.ANSWER
+        return self.outcome == Outcome.ANSWER
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "reason": self.reason,
+            "outcome": str(self.outcome),
+            # "reason" keeps the shape stored turns always had: "answer", "choices" or the hand-over reason
+            "reason": str(self.reason) if self.reason is not None else str(self.outcome),
             "confidence": round(self.confidence, 4),
             "entry_id": self.entry.pk if self.entry else None,
+            "choices": [c.as_dict() for c in self.choices],
             "candidates": [c.as_dict() for c in self.candidates],
             "latency_ms": round(self.latency_ms, 2),
             "routing_version": self.version,
@@ -164,10 +166,15 @@ def score_texts(
 
 
 def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> Decision:
-    """Decide one message: a request for a person, an answer from an entry, or an escalation."""
+    """Decide one message: hand over (a request for a person, a risk), answer from an entry, or offer choices."""
     started = time.perf_counter()
     if wants_a_person(text):
-        return Decision(Reason.HUMAN_REQUEST, 0.0, latency_ms=(time.perf_counter() - started) * 1000)
+        return Decision(
+            Outcome.HANDOVER,
+            0.0,
+            reason=HandoverReason.HUMAN_REQUEST,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
     version: int | None = None
     if model is None:
         version, model = active_model(kb)
@@ -177,16 +184,31 @@ def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> De
     candidates = [
         Candidate(int(eid), entries[int(eid)].question, score)
         for eid, score in scored.candidates[: settings.RETRIEVAL_K]
-        if int(eid) in entries
+        if int(eid) in entries and entries[int(eid)].enabled and entries[int(eid)].status == Entry.Status.PUBLISHED
     ]
     entry = entries.get(int(scored.entry_id)) if scored.entry_id is not None else None
-    if entry is not None and model.decide(scored) and entry.enabled and entry.status == Entry.Status.PUBLISHED:
-        reason = Reason.ANSWER
-    else:
-        reason = Reason.OUT_OF_SCOPE if scored.entry_id is None else Reason.LOW_CONFIDENCE
-        entry = None if reason == Reason.OUT_OF_SCOPE else entry
     latency = (time.perf_counter() - started) * 1000
-    return Decision(reason, scored.confidence, entry, candidates, latency, version)
+    if entry is not None and model.decide(scored) and entry.enabled and entry.status == Entry.Status.PUBLISHED:
+        return Decision(
+            Outcome.ANSWER, scored.confidence, entry, candidates=candidates, latency_ms=latency, version=version
+        )
+    if scored.entry_id is not None and candidates:
+        return Decision(
+            Outcome.CHOICES,
+            scored.confidence,
+            choices=candidates[:MAX_CHOICES],
+            candidates=candidates,
+            latency_ms=latency,
+            version=version,
+        )
+    return Decision(
+        Outcome.HANDOVER,
+        scored.confidence,
+        reason=HandoverReason.OUT_OF_SCOPE,
+        candidates=candidates,
+        latency_ms=latency,
+        version=version,
+    )
 
 
 # --- training and calibration (shared by `evaluate` and the learning loop) ------------------------

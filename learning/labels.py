@@ -32,6 +32,7 @@ UNCOVERED_REASONS = frozenset(
     {
         Ticket.Reason.OUT_OF_SCOPE,
         Ticket.Reason.LOW_CONFIDENCE,
+        Ticket.Reason.NO_CHOICE_FITS,
         Ticket.Reason.REPEATED_FAILURE,
         Ticket.Reason.NEGATIVE_FEEDBACK,
     }

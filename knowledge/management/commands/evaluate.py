@@ -122,7 +122,7 @@ class Command(BaseCommand):
         for query in queries:
             decision = routing.route(kb, query.text)
             answered = by_pk.get(decision.entry.pk) if decision.answer and decision.entry else None
-            outcomes.append(Outcome(query, answered, decision.reason, decision.latency_ms))
+            outcomes.append(Outcome(query, answered, str(decision.reason or decision.outcome), decision.latency_ms))
         config = {
             "embedding_model": get_encoder().name,
             "chain_backend": settings.LLM_BACKEND,
