@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge.handoff import fold, wants_a_person
+from knowledge.handoff import fold, reason_by_rule, risk_by_rule, wants_a_person
+from knowledge.vocabulary import HandoverReason as R
 
 
 @pytest.mark.parametrize(
@@ -64,6 +65,16 @@ from knowledge.handoff import fold, wants_a_person
         "¿Me comunicás con un agente?",
         "human pls",
         "kiero ablar con una persona",
+        # call-back requests, a real person in any words, and a list of requests the older rules missed
+        "¿Me podría llamar alguien esta tarde?",
+        "Call me back please",
+        "Could somebody from your team ring me?",
+        "¿Hay alguien de carne y hueso?",
+        "Is there a way to chat with an actual employee?",
+        "¿Me atiende una persona, por favor?",
+        "¿Una persona, por favor?",
+        "connect me w/ an agent",
+        "¿Me deriváis con un supervisor?",
     ],
 )
 def test_request_for_a_person_is_recognised(sentence):
@@ -119,3 +130,54 @@ def test_talk_about_other_people_is_not_a_request_for_a_person(sentence):
 
 def test_folding_drops_case_and_accents_only():
     assert fold("PÁSAME Con Él, ¿SÍ?") == "pasame con el, ¿si?"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "reason"),
+    [
+        ("Sale humo del cargador", R.SAFETY),
+        ("No quiero seguir viviendo", R.SAFETY),
+        ("The power bank caught fire", R.SAFETY),
+        ("Alguien ha entrado en mi cuenta y ha cambiado mi correo", R.FRAUD),
+        ("There are charges on my card I didn't make", R.FRAUD),
+        ("Solicito la supresión de todos mis datos, en virtud del RGPD", R.DATA_PROTECTION),
+        ("This is a subject access request", R.DATA_PROTECTION),
+        ("Os voy a denunciar a la OCU", R.LEGAL),
+        ("Dadme la hoja de reclamaciones", R.LEGAL),
+        ("My solicitor will write to you", R.LEGAL),
+        ("Exijo una compensación por el retraso", R.COMPENSATION),
+        ("I'm filing a chargeback with my bank", R.COMPENSATION),
+        # a risk beats a plain request for a person
+        ("Quiero hablar con una persona, me han hackeado la cuenta", R.FRAUD),
+    ],
+)
+def test_risk_rules_name_their_class(sentence, reason):
+    assert reason_by_rule(sentence) == reason
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        # questions about the topic are FAQ questions
+        "¿Tengo derecho a una indemnización si se cancela el vuelo?",
+        "Am I entitled to compensation if my flight is delayed?",
+        "How do I claim compensation for a delay?",
+        "¿Cómo denuncio un correo de phishing que usa vuestro nombre?",
+        "¿Tenéis hoja de reclamaciones en las tiendas?",
+        "¿Cómo puedo pedir una copia de mis datos personales?",
+        "What is your privacy policy?",
+        "Me habéis cobrado dos veces el pedido",
+        "I was charged twice for my order",
+        "Me han robado el móvil, ¿cómo bloqueo la SIM?",
+        "How do I protect my account from being stolen?",
+        "¿Puedo llevar una batería externa en cabina?",
+        "Can I smoke on the plane?",
+        "La batería me dura muy poco",
+        "¿Cuál es el consumo de datos de mi tarifa?",
+        "A mi juicio, la tarifa es cara",
+        "¿Cómo anulo un pedido?",
+        "¿Hay mucha demanda de este móvil?",
+    ],
+)
+def test_questions_about_a_risky_topic_are_not_risks(sentence):
+    assert risk_by_rule(sentence) is None
