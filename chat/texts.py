@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from knowledge.vocabulary import HandoverReason
+
 TEXTS: dict[str, dict[str, str]] = {
     "queued": {
         "es": "Te paso con una persona del equipo. Estás en la cola (posición {position}); "
@@ -52,9 +56,81 @@ TEXTS: dict[str, dict[str, str]] = {
         "es": "Siento que no te haya servido.",
         "en": "Sorry that didn't help.",
     },
+    # Said before the queue notice when the risk-and-intent stage hands a first message over (handover_preface).
+    "handover_safety": {
+        "es": "Si tú u otra persona estáis en peligro ahora mismo, llama al {emergency}.",
+        "en": "If you or someone else is in danger right now, call {emergency}.",
+    },
+    "handover_crisis_line": {
+        "es": "Si estás pensando en hacerte daño, puedes llamar al {crisis} a cualquier hora: te atenderá una persona.",
+        "en": "If you are thinking about harming yourself, you can call {crisis} at any time and talk to someone.",
+    },
+    "handover_fraud": {
+        "es": "Para proteger tu cuenta, una persona del equipo revisará lo que ha pasado. Si ves cargos que no "
+        "reconoces, llama también a tu banco para bloquear la tarjeta.",
+        "en": "To protect your account, a person on our team will look into what happened. If you see charges "
+        "you don't recognise, call your bank too so they can block the card.",
+    },
+    "handover_legal": {
+        "es": "Una persona del equipo atenderá tu reclamación.",
+        "en": "A person on our team will handle your complaint.",
+    },
+    "handover_compensation": {
+        "es": "Una persona del equipo revisará tu caso y tu solicitud.",
+        "en": "A person on our team will review your case and your request.",
+    },
+    "handover_data_protection": {
+        "es": "Una persona del equipo gestionará tu solicitud sobre tus datos personales.",
+        "en": "A person on our team will handle your request about your personal data.",
+    },
 }
 
 
 def text(key: str, language: str, **values: object) -> str:
     variants = TEXTS[key]
     return variants.get(language, variants["en"]).format(**values)
+
+
+@dataclass(frozen=True)
+class EmergencyNumbers:
+    emergency: str  # police, ambulance, fire
+    crisis: str | None  # a national suicide and emotional crisis line, where we know one for certain
+
+
+# Only numbers we are sure of; a country without a crisis line here still gets its emergency number.
+# settings.SUPPORT_COUNTRY accepts exactly these codes.
+EMERGENCY_NUMBERS: dict[str, EmergencyNumbers] = {
+    "ES": EmergencyNumbers("112", "024"),  # 024: Línea 024, atención a la conducta suicida
+    "GB": EmergencyNumbers("999", "116 123"),  # 116 123: Samaritans
+    "IE": EmergencyNumbers("112", "116 123"),  # 999 works too; 116 123: Samaritans
+    "US": EmergencyNumbers("911", "988"),  # 988: Suicide & Crisis Lifeline
+    "CA": EmergencyNumbers("911", "988"),  # 988: Suicide Crisis Helpline
+    "FR": EmergencyNumbers("112", "3114"),  # 3114: numéro national de prévention du suicide
+    "DE": EmergencyNumbers("112", "0800 111 0 111"),  # TelefonSeelsorge
+    "MX": EmergencyNumbers("911", None),
+    "AR": EmergencyNumbers("911", None),
+}
+
+_PREFACES: dict[str, str] = {  # StrEnum members hash as their value, so a plain string finds them
+    HandoverReason.FRAUD: "handover_fraud",
+    HandoverReason.LEGAL: "handover_legal",
+    HandoverReason.COMPENSATION: "handover_compensation",
+    HandoverReason.DATA_PROTECTION: "handover_data_protection",
+}
+
+
+def handover_preface(reason: str, language: str, country: str | None = None) -> str:
+    """What to say before the queue notice when a message is handed over for ``reason``; "" when nothing.
+
+    Safety and crisis replies carry the emergency numbers of ``country`` (default ``settings.SUPPORT_COUNTRY``).
+    """
+    if reason == HandoverReason.SAFETY:
+        from django.conf import settings
+
+        numbers = EMERGENCY_NUMBERS[(country or settings.SUPPORT_COUNTRY).upper()]
+        preface = text("handover_safety", language, emergency=numbers.emergency)
+        if numbers.crisis:
+            preface += " " + text("handover_crisis_line", language, crisis=numbers.crisis)
+        return preface
+    key = _PREFACES.get(reason)
+    return text(key, language) if key else ""

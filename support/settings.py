@@ -219,6 +219,8 @@ CHAT_IP_RATE_LIMIT_PER_MINUTE = env_int("CHAT_IP_RATE_LIMIT_PER_MINUTE", 120, mi
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", ["*"])
 BUSINESS_HOURS = env_str("BUSINESS_HOURS", "mon-fri 09:00-18:00")
 SUPPORT_EXPECTED_WAIT_MINUTES = env_int("SUPPORT_EXPECTED_WAIT_MINUTES", 5, minimum=0)
+# Whose emergency numbers a safety hand-over gives: the countries chat.texts.EMERGENCY_NUMBERS knows.
+SUPPORT_COUNTRY = env_choice("SUPPORT_COUNTRY", "es", ("es", "gb", "ie", "us", "ca", "fr", "de", "mx", "ar")).upper()
 TICKET_STALE_MINUTES = env_int("TICKET_STALE_MINUTES", 10, minimum=1)
 
 # --- Learning ---------------------------------------------------------------------------------
