@@ -7,7 +7,8 @@ import pytest
 from knowledge import index
 from knowledge.actions import set_entry_enabled, sync_source
 from knowledge.models import Entry, Source
-from knowledge.routing import Reason, route
+from knowledge.routing import route
+from knowledge.vocabulary import HandoverReason
 
 pytestmark = pytest.mark.django_db
 
@@ -155,7 +156,7 @@ def test_an_english_question_finds_a_spanish_entry(kb, write_faq, ingest):
 
 def test_a_request_for_a_person_is_routed_to_a_person(kb, write_faq, ingest):
     ingest(write_faq(FAQ))
-    assert route(kb, "pásame con un agente, por favor").reason == Reason.HUMAN_REQUEST
+    assert route(kb, "pásame con un agente, por favor").reason == HandoverReason.HUMAN_REQUEST
 
 
 def test_changing_the_embedding_model_rebuilds_a_clean_index(kb, write_faq, ingest, monkeypatch):
