@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from knowledge import index
+from knowledge.integrity import Review, Reviewer, describe
 from knowledge.language import detect_language
 from knowledge.models import Entry, KnowledgeBase, Source
 from knowledge.parsers import ParsedItem, ParseIssue, ParseResult, crawl, parse_file
@@ -25,6 +26,7 @@ class SyncReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    held: int = 0  # entries held for review by the ingestion checks; each also has a line in ``issues``
     issues: list[ParseIssue] = field(default_factory=list)
 
     @property
@@ -125,6 +127,7 @@ def sync_source(source: Source, progress: Callable[[int, int], None] | None = No
         updated=report.updated,
         unchanged=report.unchanged,
         removed=report.removed,
+        held=report.held,
         issues=[{"location": i.location, "message": i.message} for i in report.issues],
     )
     logger.info(
@@ -136,6 +139,7 @@ def sync_source(source: Source, progress: Callable[[int, int], None] | None = No
             "updated": report.updated,
             "unchanged": report.unchanged,
             "removed": report.removed,
+            "held": report.held,
             "issues": len(report.issues),
         },
     )
@@ -148,6 +152,11 @@ def _apply(source: Source, parsed: ParseResult, progress: Callable[[int, int], N
     existing = {entry.key: entry for entry in source.entries.all()}
     other_hashes = dict(
         Entry.objects.filter(knowledge_base=kb).exclude(source=source).values_list("content_hash", "source__name")
+    )
+    reviewer = Reviewer(kb, source)
+    reviewer.prepare(
+        [item.question for item in parsed.items if item.kind == Entry.Kind.FAQ]
+        + [q for item in parsed.items if item.kind == Entry.Kind.FAQ for _, q, _ in item.translations]
     )
     seen: set[str] = set()
     to_index: list[Entry] = []
@@ -173,13 +182,23 @@ def _apply(source: Source, parsed: ParseResult, progress: Callable[[int, int], N
                     )
                 )
                 continue
-            if entry.pk is not None and entry.content_hash == new_hash and entry.indexed_hash == new_hash:
+            changed = entry.pk is None or entry.content_hash != new_hash
+            # New or changed content is checked; a held entry is checked again, as what it clashed with may be gone.
+            # Unchanged content that is answerable stays as ops left it: re-syncing never re-holds what they published.
+            reviewed = changed or entry.status == Entry.Status.HELD
+            review_changed = reviewed and _apply_review(entry, reviewer.review(entry))
+            if entry.status == Entry.Status.HELD:
+                report.held += 1
+                report.issues.append(
+                    ParseIssue(f"{source.name} entry {item.key}", f"held for review: {describe(entry.review_flags)}")
+                )
+            if not changed and not review_changed and entry.indexed_hash == new_hash:
                 report.unchanged += 1
             else:
                 if entry.pk is None:
                     report.added += 1
                 else:
-                    report.updated += 1
+                    report.updated += 1  # its content, or only its review (released, or held for another reason)
                 entry.content_hash = new_hash
                 entry.save()
                 to_index.append(entry)
@@ -202,6 +221,19 @@ def _apply(source: Source, parsed: ParseResult, progress: Callable[[int, int], N
     return report
 
 
+def _apply_review(entry: Entry, review: Review) -> bool:
+    """Hold ``entry`` for what the review found, or release it when nothing is left; True when that changed it."""
+    before = (entry.status, entry.review_flags, entry.duplicate_of_id, entry.duplicate_score)
+    entry.review_flags = review.as_json()
+    if review.flags:
+        entry.status = Entry.Status.HELD
+    elif entry.status == Entry.Status.HELD:
+        entry.status = Entry.Status.PUBLISHED
+    if review.duplicate_of is not None or before[0] == Entry.Status.HELD:
+        entry.duplicate_of_id, entry.duplicate_score = review.duplicate_of, review.similarity
+    return (entry.status, entry.review_flags, entry.duplicate_of_id, entry.duplicate_score) != before
+
+
 def set_entry_enabled(entry: Entry, enabled: bool) -> None:
     """Disable (never answered again, at once) or re-enable an entry."""
     Entry.objects.filter(pk=entry.pk).update(enabled=enabled)
@@ -211,6 +243,8 @@ def set_entry_enabled(entry: Entry, enabled: bool) -> None:
 
 def save_entry(entry: Entry) -> Entry:
     """Create or edit an entry by hand (admin) and index it at once."""
+    if entry.status != Entry.Status.HELD:
+        entry.review_flags = []  # they say why it is held; ops released it
     entry.content_hash = entry.compute_hash()
     entry.save()
     index.index_entries(entry.knowledge_base, [entry])
@@ -264,6 +298,10 @@ def draft_entry(kb: KnowledgeBase, question: str, answer: str, language: str) ->
 
 
 def publish_entry(entry: Entry) -> Entry:
-    """Publish a reviewed draft: it is indexed and answerable from the next message."""
+    """Publish a reviewed draft or held entry: it is indexed and answerable from the next message.
+
+    A re-sync of unchanged content leaves it published; only new or changed content is checked again.
+    """
     entry.status = Entry.Status.PUBLISHED
+    entry.review_flags = []
     return save_entry(entry)

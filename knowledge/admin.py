@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from knowledge import actions
+from knowledge.integrity import describe
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
 
 
@@ -46,6 +47,7 @@ class SourceAdmin(admin.ModelAdmin):
         "updated",
         "unchanged",
         "removed",
+        "held",
         "issue_report",
         "error",
         "created_at",
@@ -59,9 +61,9 @@ class SourceAdmin(admin.ModelAdmin):
             return f"{source.items_done}/{source.items_total}"
         return "—"
 
-    @admin.display(description="added / updated / unchanged / removed")
+    @admin.display(description="added / updated / unchanged / removed / held")
     def counts(self, source: Source) -> str:
-        return f"{source.added} / {source.updated} / {source.unchanged} / {source.removed}"
+        return f"{source.added} / {source.updated} / {source.unchanged} / {source.removed} / {source.held}"
 
     @admin.display(description="problems in the last sync")
     def issue_report(self, source: Source) -> str:
@@ -87,14 +89,63 @@ class SourceAdmin(admin.ModelAdmin):
         messages.info(request, "Re-sync queued.")
 
 
+class HeldForReviewFilter(admin.SimpleListFilter):
+    title = "held for review"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Held for review"), ("no", "Not held")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Entry]) -> QuerySet[Entry]:
+        if self.value() == "yes":
+            return queryset.filter(status=Entry.Status.HELD)
+        if self.value() == "no":
+            return queryset.exclude(status=Entry.Status.HELD)
+        return queryset
+
+
 @admin.register(Entry)
 class EntryAdmin(admin.ModelAdmin):
-    list_display = ("question", "kind", "language", "source", "enabled", "status", "duplicate_flag", "updated_at")
-    list_filter = ("knowledge_base", "kind", "language", "enabled", "status", "source")
+    list_display = (
+        "question",
+        "kind",
+        "language",
+        "source",
+        "enabled",
+        "status",
+        "review",
+        "duplicate_flag",
+        "updated_at",
+    )
+    list_filter = (HeldForReviewFilter, "knowledge_base", "kind", "language", "enabled", "status", "source")
     search_fields = ("question", "answer", "key")
-    readonly_fields = ("content_hash", "indexed_hash", "duplicate_of", "duplicate_score", "created_at", "updated_at")
+    readonly_fields = (
+        "review_reasons",
+        "content_hash",
+        "indexed_hash",
+        "duplicate_of",
+        "duplicate_score",
+        "created_at",
+        "updated_at",
+    )
+    exclude = ("review_flags",)
     actions = ("disable", "enable", "publish")
     list_select_related = ("source",)
+
+    @admin.display(description="held for review")
+    def review(self, entry: Entry) -> str:
+        if entry.status != Entry.Status.HELD:
+            return ""
+        return f"⚠ {describe(entry.review_flags)}"
+
+    @admin.display(description="why it is held for review")
+    def review_reasons(self, entry: Entry) -> str:
+        if not entry.review_flags:
+            return "—"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", "<li><b>{}</b>: {}</li>", ((f["rule"], f["message"]) for f in entry.review_flags)),
+        )
 
     @admin.display(description="possible duplicate")
     def duplicate_flag(self, entry: Entry) -> str:
@@ -123,12 +174,17 @@ class EntryAdmin(admin.ModelAdmin):
         for entry in queryset:
             actions.set_entry_enabled(entry, True)
 
-    @admin.action(description="Publish selected drafts")
+    @admin.action(description="Publish: answer from these drafts and held entries (after review)")
     def publish(self, request: HttpRequest, queryset: QuerySet[Entry]) -> None:
-        for entry in queryset.filter(status=Entry.Status.DRAFT):
+        published = 0
+        for entry in queryset.filter(status__in=[Entry.Status.DRAFT, Entry.Status.HELD]).select_related(
+            "knowledge_base"
+        ):
+            reasons = describe(entry.review_flags)
             actions.publish_entry(entry)
-            self.log_change(request, entry, "Published")
-        messages.success(request, "Published: the entries are answerable from the next message.")
+            self.log_change(request, entry, f"Published after review ({reasons})" if reasons else "Published")
+            published += 1
+        messages.success(request, f"Published {published}: answerable from the next message.")
 
 
 @admin.register(Example)

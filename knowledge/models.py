@@ -1,7 +1,8 @@
 """What a company knows: knowledge bases, their sources, the entries those yield, and routing versions.
 
 The database is the source of truth; the Chroma collection of a knowledge base is an index of its
-enabled, published entries that can always be rebuilt from these rows.
+enabled, published entries that can always be rebuilt from these rows. Drafts and entries held for
+review by the ingestion checks (``knowledge.integrity``) are neither indexed nor answered.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Source(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     removed = models.PositiveIntegerField(default=0)
+    held = models.PositiveIntegerField(default=0, help_text="Entries held for review after the last sync.")
     issues = models.JSONField(default=list, blank=True, help_text="Per-item problems of the last sync.")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -98,6 +100,7 @@ class Entry(models.Model):
     class Status(models.TextChoices):
         PUBLISHED = "published", "Published"
         DRAFT = "draft", "Draft (review before publishing)"
+        HELD = "held", "Held for review (ingestion checks)"
 
     knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="entries")
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="entries")
@@ -113,6 +116,11 @@ class Entry(models.Model):
     )
     enabled = models.BooleanField(default=True, help_text="Disabled entries are never answered.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PUBLISHED)
+    review_flags = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Why ingestion held it: [{"rule": "markup", "message": "..."}]; cleared when ops publish it.',
+    )
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, help_text="A draft too similar to this entry."
     )
