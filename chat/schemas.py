@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def too_large(cls, max_bytes: int) -> str:
+        """What a body over the API's byte cap is told; a body whose limit is another one names that one."""
+        return f"The request body is larger than {max_bytes // 1024} kB."
 
 
 class StartConversation(Body):
@@ -32,17 +39,33 @@ class StartConversation(Body):
         return value
 
 
+def message_too_long(length: int | None = None) -> str:
+    """The customer's message is over CHAT_MAX_MESSAGE_CHARS (also when its body is over the API's byte cap)."""
+    limit = f"Messages can be at most {settings.CHAT_MAX_MESSAGE_CHARS} characters"
+    return f"{limit} (this one has {length})." if length is not None else f"{limit}."
+
+
 class PostMessage(Body):
-    # The length limit is a setting, checked by the action so the error can name it.
-    text: str = Field(min_length=1)
+    # The length limit is a setting, checked by the action so the error can name it (413 too_large).
+    text: str
     client_id: str = Field(default="", max_length=64, pattern=r"^[-a-zA-Z0-9_]*$")
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def without_nul(cls, value: object) -> object:
+        # A NUL cannot be stored (PostgreSQL refuses it) and means nothing: drop it, keep the message.
+        return value.replace("\x00", "") if isinstance(value, str) else value
 
     @field_validator("text")
     @classmethod
     def not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the message is empty")
+        if not value:  # already stripped of whitespace
+            raise PydanticCustomError("empty_message", "The message is empty.")
         return value
+
+    @classmethod
+    def too_large(cls, max_bytes: int) -> str:
+        return message_too_long()
 
 
 class Feedback(Body):
