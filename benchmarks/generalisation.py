@@ -20,6 +20,7 @@ import random
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,42 +30,102 @@ DATA = ROOT.parent / "shared" / "data"
 SMALL = ("soportemax", "vuelalto")
 
 
-def evaluate(folder: Path, name: str, faq: Path, queries: Path, *extra: str) -> dict[str, Any]:
-    out = folder / f"{name}.json"
-    command = [sys.executable, str(ROOT / "manage.py"), "evaluate", "--faq", str(faq), "--queries", str(queries)]
-    subprocess.run([*command, *extra, "--json", str(out)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return result
+@dataclass
+class Routed:
+    """One set's dev questions, routed once: which were caught by the risk-and-intent stage, and the scores of the rest.
+
+    The confidence is label-free, so a threshold pair decides every question without routing it again; this is
+    ``route()`` step by step (``intents.detect``, ``score_texts``, ``decide``, ``offers_choices``).
+    """
+
+    queries: list[Any]
+    caught: dict[int, str]  # query index -> hand-over reason of the risk-and-intent stage
+    scored: dict[int, Any]  # query index -> Scored
+    keys: dict[str, str]  # entry pk -> FAQ id
+    model: Any
 
 
-def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Figures over the outcomes of several runs together (cross-validation folds)."""
-    from knowledge.evaluation import LabelledQuery, Outcome, figures
+def route_set(name: str) -> Routed:
+    from knowledge import intents, routing
+    from knowledge.actions import source_for_location, sync_source
+    from knowledge.evaluation import read_queries
+    from knowledge.models import Entry, KnowledgeBase
 
-    outcomes = [
-        Outcome(
-            LabelledQuery(q["text"], q["faq_id"], q["lang"], q["kind"]),
-            q["answered"],
-            q["reason"],
-            0.0,
-            tuple(q["offered"]),
-        )
-        for result in results
-        for q in result["queries"]
-    ]
-    figs = figures(outcomes)
-    figs["per_lang"] = {
-        lang: figures([o for o in outcomes if o.query.lang == lang])
-        for lang in sorted({o.query.lang for o in outcomes})
-    }
-    others = [o for o in outcomes if o.query.kind != "handoff_request"]
+    kb = KnowledgeBase.objects.create(slug=f"generalisation-{name}", name=name)
+    source = source_for_location(kb, str(DATA / name / "faq.jsonl"))
+    sync_source(source)
+    queries = read_queries(DATA / name / "dev.jsonl")
+    caught = {}
+    for n, query in enumerate(queries):
+        match = intents.detect(query.text)
+        if match is not None:
+            caught[n] = str(match.reason)
+    model = routing.untrained_model(kb)
+    rest = [n for n in range(len(queries)) if n not in caught]
+    scored = dict(zip(rest, routing.score_texts(kb, model, [queries[n].text for n in rest]), strict=True))
+    keys = {str(pk): key for key, pk in Entry.objects.filter(source=source).values_list("key", "pk")}
+    return Routed(queries, caught, scored, keys, model)
+
+
+def outcomes(routed: Routed, rows: list[int], answer_at: float, choices_at: float) -> list[Any]:
+    from knowledge.evaluation import Outcome
+    from knowledge.routing import MAX_CHOICES
+
+    model = routed.model
+    model.threshold, model.choice_threshold = answer_at, choices_at
+    out = []
+    for n in rows:
+        query = routed.queries[n]
+        if n in routed.caught:
+            out.append(Outcome(query, None, routed.caught[n], 0.0))
+            continue
+        scored = routed.scored[n]
+        if model.decide(scored):
+            out.append(Outcome(query, routed.keys.get(str(scored.entry_id)), "answer", 0.0))
+        elif model.offers_choices(scored):
+            offered = tuple(routed.keys[e] for e, _ in scored.candidates[:MAX_CHOICES] if e in routed.keys)
+            out.append(Outcome(query, None, "choices", 0.0, offered))
+        else:
+            out.append(Outcome(query, None, "low_confidence" if scored.entry_id else "out_of_scope", 0.0))
+    return out
+
+
+def calibrate(routed: Routed, rows: list[int], target: float) -> tuple[float, float]:
+    """The production calibration (``RoutingModel.calibrate``) on these rows; returns (answer, choice) thresholds."""
+    from knowledge.routing_model import RoutingModel
+
+    model = RoutingModel.from_dict(routed.model.to_dict())
+    asked = [n for n in rows if n not in routed.caught]
+    labels = [next((pk for pk, key in routed.keys.items() if key == routed.queries[n].faq_id), None) for n in asked]
+    model.calibrate([routed.scored[n] for n in asked], labels, target_wrong_rate=target)
+    return model.threshold, model.choice_threshold
+
+
+def evaluate_public(name: str, train_file: str, val_file: str) -> dict[str, Any]:
+    """clinc150 / banking77_oos through ``manage.py evaluate`` itself (a throw-away database of its own)."""
+    with tempfile.TemporaryDirectory(prefix="generalisation-") as folder:
+        out = Path(folder) / "result.json"
+        faq, val, train = DATA / name / "faq.jsonl", DATA / name / val_file, DATA / name / train_file
+        command = [sys.executable, str(ROOT / "manage.py"), "evaluate", "--faq", str(faq), "--queries", str(val)]
+        command += ["--examples", str(train), "--calibrate", str(val), "--json", str(out)]
+        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return result
+
+
+def summarise(outs: list[Any]) -> dict[str, Any]:
+    from knowledge.evaluation import figures
+
+    figs = figures(outs)
+    figs["per_lang"] = {lang: figures([o for o in outs if o.query.lang == lang]) for lang in ("es", "en")}
+    others = [o for o in outs if o.query.kind != "handoff_request"]
     figs["human_request_false_positive_rate"] = (
         sum(1 for o in others if o.reason == "human_request") / len(others) if others else None
     )
     return figs
 
 
-def folds(rows: list[str], k: int, seed: int) -> list[list[str]]:
+def folds(rows: list[int], k: int, seed: int) -> list[list[int]]:
     shuffled = rows[:]
     random.Random(seed).shuffle(shuffled)
     return [shuffled[i::k] for i in range(k)]
@@ -88,50 +149,52 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
-    import django
-
-    django.setup()
-
     lines = [
         "| set: protocol | auto | choice | total | wrong (direct) | choices offered | out of scope → person "
         "| person requests as human_request | human_request false positives | total es / en |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="generalisation-") as tmp:
-        folder = Path(tmp)
-        calibrated: dict[str, Path] = {}
+        # a throw-away database and index, like `evaluate`'s
+        os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/db.sqlite3"
+        os.environ["CHROMA_URL"] = ""
+        os.environ["CHROMA_PATH"] = f"{tmp}/chroma"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+        import django
+        from django.conf import settings
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0, interactive=False)
+        target = settings.TARGET_WRONG_ANSWER_RATE
+        routed = {name: route_set(name) for name in SMALL}
+        thresholds = {}
         for name in SMALL:
-            faq, dev = DATA / name / "faq.jsonl", DATA / name / "dev.jsonl"
-            lines.append(row(f"{name}: default thresholds", evaluate(folder, f"{name}-default", faq, dev)))
-            result = evaluate(folder, f"{name}-self", faq, dev, "--calibrate", str(dev))
-            calibrated[name] = folder / f"{name}-self.json"
-            lines.append(row(f"{name}: calibrated on itself (in-sample)", result))
-        for source, target in (SMALL, SMALL[::-1]):
-            faq, dev = DATA / target / "faq.jsonl", DATA / target / "dev.jsonl"
-            result = evaluate(folder, f"{source}-to-{target}", faq, dev, "--thresholds", str(calibrated[source]))
-            lines.append(row(f"{target}: thresholds from {source}", result))
+            every = list(range(len(routed[name].queries)))
+            default = (routed[name].model.threshold, routed[name].model.choice_threshold)
+            lines.append(row(f"{name}: default thresholds", summarise(outcomes(routed[name], every, *default))))
+            thresholds[name] = calibrate(routed[name], every, target)
+            own = summarise(outcomes(routed[name], every, *thresholds[name]))
+            lines.append(row(f"{name}: calibrated on itself (in-sample)", own))
+        for source, name in (SMALL, SMALL[::-1]):
+            every = list(range(len(routed[name].queries)))
+            crossed = summarise(outcomes(routed[name], every, *thresholds[source]))
+            lines.append(row(f"{name}: thresholds from {source}", crossed))
         for name in SMALL:
-            faq, dev = DATA / name / "faq.jsonl", DATA / name / "dev.jsonl"
-            rows = [line for line in dev.read_text(encoding="utf-8").splitlines() if line.strip()]
-            results = []
-            parts = folds(rows, args.folds, args.seed)
+            every = list(range(len(routed[name].queries)))
+            pooled = []
+            parts = folds(every, args.folds, args.seed)
             for k, held in enumerate(parts):
-                train = [line for j, part in enumerate(parts) if j != k for line in part]
-                (folder / f"{name}-cal{k}.jsonl").write_text("\n".join(train) + "\n", encoding="utf-8")
-                (folder / f"{name}-test{k}.jsonl").write_text("\n".join(held) + "\n", encoding="utf-8")
-                calibrate = ("--calibrate", str(folder / f"{name}-cal{k}.jsonl"))
-                results.append(evaluate(folder, f"{name}-cv{k}", faq, folder / f"{name}-test{k}.jsonl", *calibrate))
-            lines.append(row(f"{name}: {args.folds}-fold cross-validation", pooled(results)))
-        if args.public:
-            public = {
-                "clinc150": ("train.jsonl", "val.jsonl"),
-                "banking77_oos": ("train.jsonl", "valid.jsonl"),
-            }
-            for name, (train_file, val_file) in public.items():
-                faq, val, train = DATA / name / "faq.jsonl", DATA / name / val_file, DATA / name / train_file
-                extra = ("--examples", str(train), "--calibrate", str(val))
-                lines.append(row(f"{name}: --examples train --calibrate val", evaluate(folder, name, faq, val, *extra)))
+                train = [n for j, part in enumerate(parts) if j != k for n in part]
+                pooled += outcomes(routed[name], held, *calibrate(routed[name], train, target))
+            lines.append(row(f"{name}: {args.folds}-fold cross-validation", summarise(pooled)))
+        print("thresholds (answer, choices):", {k: tuple(round(t, 3) for t in v) for k, v in thresholds.items()})
+    if args.public:
+        for name, files in {
+            "clinc150": ("train.jsonl", "val.jsonl"),
+            "banking77_oos": ("train.jsonl", "valid.jsonl"),
+        }.items():
+            lines.append(row(f"{name}: --examples train --calibrate val", evaluate_public(name, *files)))
     print("\n".join(lines))
 
 
