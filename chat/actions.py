@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -21,12 +22,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import hours
-from chat.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unauthorized
+from chat.errors import ChatError, Conflict, InvalidRequest, NotFound, TooLarge, Unauthorized
 from chat.models import Conversation, Message, Ticket
-from chat.schemas import StartConversation
+from chat.schemas import OtherChoice, StartConversation
 from chat.texts import text as say
 from knowledge.language import detect_language
-from knowledge.models import KnowledgeBase
+from knowledge.models import Entry, KnowledgeBase
+from knowledge.vocabulary import HandoverReason, Outcome
+
+if TYPE_CHECKING:
+    from knowledge.routing import Decision
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +173,13 @@ def queue_info(conversation: Conversation) -> dict[str, Any] | None:
     }
 
 
-def summarise(conversation: Conversation, reason: str, trigger: Message | None, candidates: list[dict]) -> str:
+def summarise(
+    conversation: Conversation,
+    reason: str,
+    trigger: Message | None,
+    candidates: list[dict],
+    offered: list[str] | None = None,
+) -> str:
     customer_lines = list(
         conversation.messages.filter(role=Message.Role.CUSTOMER).order_by("-id").values_list("text", flat=True)[:3]
     )
@@ -177,7 +188,9 @@ def summarise(conversation: Conversation, reason: str, trigger: Message | None, 
         parts.append(f"Last message: “{trigger.text[:300]}”.")
     if len(customer_lines) > 1:
         parts.append("Earlier: " + " | ".join(f"“{t[:120]}”" for t in reversed(customer_lines[1:])) + ".")
-    if candidates:
+    if offered:
+        parts.append("Offered as choices: " + "; ".join(f"“{title[:80]}”" for title in offered) + ".")
+    elif candidates:
         parts.append(
             "Closest entries: "
             + "; ".join(f"{c.get('question', '')[:80]} ({c.get('score', 0):.2f})" for c in candidates[:3])
@@ -194,9 +207,11 @@ def escalate(
     candidates: list[dict[str, Any]] | None = None,
     trigger: Message | None = None,
     preface: str = "",
+    offered: list[str] | None = None,
 ) -> tuple[Ticket, Message]:
     """Hand the conversation to the queue with what the bot knew; tell the customer what happens next.
 
+    ``offered``: the titles of the choices the customer was offered (and turned down), for the summary.
     Idempotent: a conversation already waiting or with an agent keeps its open ticket.
     """
     with transaction.atomic():
@@ -216,7 +231,7 @@ def escalate(
             candidates=candidates or [],
             trigger_message=trigger,
             by_email=by_email,
-            summary=summarise(locked, reason, trigger, candidates or []),
+            summary=summarise(locked, reason, trigger, candidates or [], offered),
         )
         Conversation.objects.filter(pk=locked.pk).update(
             status=Conversation.Status.WAITING, assignee=None, updated_at=timezone.now()
@@ -240,6 +255,157 @@ def escalate(
         )
     logger.info("conversation escalated", extra={"conversation": str(conversation.pk), "reason": reason})
     return ticket, notice
+
+
+# --- choices: offered by the bot, picked by the customer -------------------------------------------
+def offer_choices(conversation: Conversation, question: Message, decision: Decision) -> Message:
+    """Store the bot's "did you mean one of these?" with the offered entries (id and title in the customer's
+    language) in ``decision["offered"]``; ``decision["picked"]`` stays None until the customer picks."""
+    language = language_of(conversation)
+    ids = [choice.entry_id for choice in decision.choices]
+    entries = Entry.objects.answerable().filter(knowledge_base_id=conversation.knowledge_base_id).in_bulk(ids)
+    offered = [{"entry_id": pk, "title": entries[pk].answer_in(language)[0]} for pk in ids if pk in entries]
+    return record_bot_message(
+        conversation,
+        question,
+        say("choices", language),
+        decision={**decision.as_dict(), "offered": offered, "picked": None},
+        confidence=decision.confidence,
+        latency_ms=decision.latency_ms,
+        model_used="policy",
+    )
+
+
+class NoChoices(ChatError):
+    code, status = "no_choices", 422
+
+
+class UnknownChoice(ChatError):
+    code, status = "unknown_choice", 422
+
+
+class AlreadyChosen(ChatError):
+    code, status = "already_chosen", 409
+
+
+class ChoicesExpired(ChatError):
+    code, status = "choices_expired", 409
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A customer's pick among the choices ``offer`` made: an entry id, ``"none"`` or ``"person"``."""
+
+    offer: Message
+    choice: str
+    entry: Entry | None = None  # the picked entry, to answer from
+    reply: Message | None = None  # what was already said about this pick (the hand-over notice, or a retry's reply)
+    repeated: bool = False  # the same pick again (a retry): nothing new is done
+
+    @property
+    def question(self) -> Message:
+        assert self.offer.reply_to is not None  # choices always answer a customer message
+        return self.offer.reply_to
+
+    def decision(self) -> Decision:
+        """The answer decision for the picked entry, keeping what routing saw when it offered the choices."""
+        from knowledge.routing import Candidate, Decision
+
+        assert self.entry is not None
+        seen = self.offer.decision
+        candidates = [Candidate(int(c["entry_id"]), str(c["question"]), float(c["score"])) for c in seen["candidates"]]
+        return Decision(
+            Outcome.ANSWER,
+            float(seen.get("confidence") or 0.0),
+            self.entry,
+            candidates=candidates,
+            version=seen.get("routing_version"),
+        )
+
+    def note(self) -> dict[str, Any]:
+        """What the answer's stored decision says about where it came from."""
+        return {"picked": self.choice, "picked_from": self.offer.pk}
+
+
+def _offered(message: Message) -> list[dict[str, Any]]:
+    offered = message.decision.get("offered") if message.decision.get("outcome") == Outcome.CHOICES else None
+    return offered if isinstance(offered, list) else []
+
+
+def reply_to_pick(offer: Message) -> Message | None:
+    """What followed a pick: the first bot or system reply to the same customer message after the choices."""
+    return (
+        Message.objects.filter(
+            conversation_id=offer.conversation_id,
+            reply_to_id=offer.reply_to_id,
+            id__gt=offer.pk,
+            role__in=[Message.Role.BOT, Message.Role.SYSTEM],
+        )
+        .order_by("id")
+        .first()
+    )
+
+
+def choose(conversation: Conversation, message_id: int, choice: str) -> Pick:
+    """Record the customer's pick among the choices of bot message ``message_id``, once.
+
+    ``choice`` is an offered entry's id, ``"none"`` (hand over: none of these fits) or ``"person"``. Picking
+    an entry returns it for the turn layer to answer from; the other two hand over here. The same pick again
+    (a retry) changes nothing and says what followed the first; a different one is refused.
+    """
+    offer = (
+        conversation.messages.select_related("reply_to")
+        .filter(pk=message_id, role=Message.Role.BOT, reply_to__isnull=False)
+        .first()
+    )
+    if offer is None:
+        raise NotFound("No such message in this conversation.")
+    offered = _offered(offer)
+    if not offered:
+        raise NoChoices("This message offered no choices.")
+    titles = {str(o["entry_id"]): str(o["title"]) for o in offered}
+    if choice not in titles and choice not in tuple(OtherChoice):
+        raise UnknownChoice(f"{choice!r} is not one of the offered choices ({', '.join(titles)}, none, person).")
+    picked = offer.decision.get("picked")
+    if picked is not None:
+        if picked != choice:
+            raise AlreadyChosen(f"A choice was already made for this message ({picked!r}).")
+        return Pick(offer, choice, _entry(conversation, choice), reply_to_pick(offer), repeated=True)
+    later = conversation.messages.filter(role=Message.Role.CUSTOMER, id__gt=offer.reply_to_id).exists()
+    if later:
+        raise ChoicesExpired("These choices were for an earlier message; the conversation has moved on.")
+    entry = _entry(conversation, choice)
+    if choice in titles and entry is None:
+        raise UnknownChoice("That answer is no longer available; pick another one or ask for a person.")
+    if entry is not None and conversation.status != Conversation.Status.BOT:
+        raise Conflict("A person is taking care of this conversation now.")
+    with transaction.atomic():
+        # One pick per message, whoever races: a conditional UPDATE on the stored "picked": null.
+        won = Message.objects.filter(pk=offer.pk, decision__picked=None).update(
+            decision={**offer.decision, "picked": choice}
+        )
+        if not won:
+            offer.refresh_from_db(fields=["decision"])
+            return choose(conversation, message_id, choice)  # the other request won: same pick, or refused
+        offer.decision = {**offer.decision, "picked": choice}
+        if entry is not None:
+            return Pick(offer, choice, entry)
+        reason = HandoverReason.NO_CHOICE_FITS if choice == OtherChoice.NONE else HandoverReason.HUMAN_REQUEST
+        _, notice = escalate(
+            conversation,
+            reason,
+            confidence=offer.confidence if reason == HandoverReason.NO_CHOICE_FITS else None,
+            candidates=offer.decision.get("candidates") or [],
+            trigger=offer.reply_to,
+            offered=list(titles.values()),
+        )
+    return Pick(offer, choice, reply=notice)
+
+
+def _entry(conversation: Conversation, choice: str) -> Entry | None:
+    if not choice.isdigit():
+        return None
+    return Entry.objects.answerable().filter(knowledge_base_id=conversation.knowledge_base_id, pk=int(choice)).first()
 
 
 def request_handoff(conversation: Conversation) -> tuple[Ticket, Message]:

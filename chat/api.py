@@ -22,9 +22,9 @@ from pydantic import BaseModel, ValidationError
 from chat import actions, ratelimit
 from chat.errors import ChatError, InvalidRequest, NotFound
 from chat.models import Conversation, Message
-from chat.schemas import Feedback, Handoff, PostMessage, StartConversation
+from chat.schemas import Feedback, Handoff, PickChoice, PostMessage, StartConversation
 from chat.serializers import PUBLIC_ROLES, conversation_dict, message_dict
-from chat.turns import respond
+from chat.turns import Event, answer_pick, respond
 from knowledge.models import KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -152,28 +152,47 @@ async def post_message(request: HttpRequest, conversation_id: str) -> HttpRespon
     await sync_to_async(ratelimit.hit)("messages", str(conversation.pk), settings.CHAT_RATE_LIMIT_PER_MINUTE)
     message, created = await sync_to_async(actions.add_customer_message)(conversation, data.text, data.client_id)
     turn = respond(conversation, message, is_retry=not created)
-
-    if "text/event-stream" in request.headers.get("Accept", ""):
-
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                async for event, payload in turn:
-                    yield sse(event, payload)
-            except Exception:  # the turn already escalates on model/store failures; this is the last resort
-                logger.exception("stream failed", extra={"conversation": conversation_id})
-                yield sse("error", {"code": "internal_error", "message": "Something went wrong; please retry."})
-                return
-            yield sse("done", {})
-
-        return sse_response(stream())
-
+    if wants_stream(request):
+        return sse_response(stream_turn(turn, conversation_id))
     events = [(event, payload) async for event, payload in turn]
-    replies = [payload for event, payload in events if event == "message"]
+    return JsonResponse({"message": message_dict(message), **outcome(events, conversation)}, status=201)
+
+
+@api(("POST",))
+async def choose(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponseBase:
+    """The customer's pick among the choices a bot message offered: answered (an entry) or handed over."""
+    conversation = await conversation_for(request, conversation_id)
+    data = parse(request, PickChoice)
+    await sync_to_async(ratelimit.hit)("messages", str(conversation.pk), settings.CHAT_RATE_LIMIT_PER_MINUTE)
+    pick = await sync_to_async(actions.choose)(conversation, message_id, data.choice)
+    turn = answer_pick(conversation, pick)
+    if wants_stream(request):
+        return sse_response(stream_turn(turn, conversation_id))
+    events = [(event, payload) async for event, payload in turn]
+    return JsonResponse({"picked": pick.choice, **outcome(events, conversation)})
+
+
+def wants_stream(request: HttpRequest) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+async def stream_turn(turn: AsyncIterator[Event], conversation_id: str) -> AsyncIterator[bytes]:
+    try:
+        async for event, payload in turn:
+            yield sse(event, payload)
+    except Exception:  # the turn already escalates on model/store failures; this is the last resort
+        logger.exception("stream failed", extra={"conversation": conversation_id})
+        yield sse("error", {"code": "internal_error", "message": "Something went wrong; please retry."})
+        return
+    yield sse("done", {})
+
+
+def outcome(events: list[Event], conversation: Conversation) -> dict[str, Any]:
+    """A whole turn's events as one JSON body: the replies, the choices offered, the conversation's status."""
+    replies = [payload for event, payload in events if event == "message" and payload["role"] != "customer"]
     status = next((payload for event, payload in reversed(events) if event == "status"), None)
-    return JsonResponse(
-        {"message": message_dict(message), "replies": replies, "status": status or {"status": conversation.status}},
-        status=201,
-    )
+    choices = next((payload for event, payload in events if event == "choices"), None)
+    return {"replies": replies, "choices": choices, "status": status or {"status": conversation.status}}
 
 
 @api(("GET",))

@@ -1,11 +1,14 @@
 """The answer chain (LangChain LCEL): retrieve → decide → compose → check.
 
-Input: ``{"kb": KnowledgeBase, "text": str, "language": "es"|"en"}``. Output: a stream of events
-(plain dicts) that the turn layer turns into the SSE stream and stored messages:
-``{"type": "decision", "decision": Decision}`` first; then, when answering, ``{"type": "token", "text"}``
-pieces, optionally ``{"type": "replace", "text"}`` when the post-check rejects a generated answer,
-and ``{"type": "final", "text", "sources", "check"}``.
+Input: ``{"kb": KnowledgeBase, "text": str, "language": "es"|"en"}``. Output: a stream of the turn's
+events (``TurnEvent``) that the turn layer turns into the SSE stream and stored messages: a
+``DecisionEvent`` first; then, when answering, ``TokenEvent`` pieces, a ``ReplaceEvent`` when the
+post-check rejects a generated answer, and a ``FinalEvent``.
 The extractive backend streams too (word by word), so clients have one code path.
+
+The routing step touches the database, so it runs through ``sync_to_async`` (thread-sensitive, where
+Django manages the connection like any request's), never on asyncio's default executor threads.
+``compose_chain`` is the second half alone, for an answer already decided (a customer's picked choice).
 """
 
 from __future__ import annotations
@@ -13,28 +16,74 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from chat.postcheck import check_answer
 from chat.prompts import ANSWER_PROMPT, LANGUAGE_NAMES, format_context
 from knowledge.models import Entry
-from knowledge.routing import Decision, route
+from knowledge.routing import MAX_CHOICES, Decision, route
 
 _CITED = re.compile(r"\[(\d+)\]")
 
 
-def retrieve_and_decide(payload: dict[str, Any]) -> dict[str, Any]:
-    """Embed once, search the index, score: the routing decision, plus the entries it may draw on."""
-    decision = route(payload["kb"], payload["text"])
-    context: list[Entry] = []
-    if decision.answer and decision.entry is not None:
-        others = [c.entry_id for c in decision.candidates[1:3] if c.entry_id != decision.entry.pk]
-        context = [decision.entry, *list(Entry.objects.answerable().filter(pk__in=others))]
-    return {"decision": decision, "context": context}
+# --- the events of a turn ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecisionEvent:
+    """What routing decided; always the first event."""
+
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """A piece of the answer, as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplaceEvent:
+    """The post-check rejected the generated answer: show ``text`` (the vetted answer) instead."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    """The whole answer, the entries it cites, and the post-check's verdict (None when nothing was generated)."""
+
+    text: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    check: dict[str, Any] | None = None
+
+
+TurnEvent = DecisionEvent | TokenEvent | ReplaceEvent | FinalEvent
+
+
+# --- retrieve and decide -----------------------------------------------------------------------------
+def decide(kb: Any, text: str) -> tuple[Decision, list[Entry]]:
+    """Embed once, search the index, score: the routing decision, plus the entries an answer may draw on.
+
+    The context is the answer's entry first, then at most the other entries that would have been offered
+    as choices (the next best candidates), where they are still answerable.
+    """
+    decision = route(kb, text)
+    if not decision.answer or decision.entry is None:
+        return decision, []
+    others = [c.entry_id for c in decision.candidates if c.entry_id != decision.entry.pk][: MAX_CHOICES - 1]
+    answerable = Entry.objects.answerable().filter(knowledge_base_id=decision.entry.knowledge_base_id).in_bulk(others)
+    return decision, [decision.entry, *(answerable[pk] for pk in others if pk in answerable)]
+
+
+async def retrieve_and_decide(payload: dict[str, Any]) -> dict[str, Any]:
+    decision, context = await sync_to_async(decide)(payload["kb"], payload["text"])
+    return {**payload, "decision": decision, "context": context}
 
 
 def source_of(entry: Entry, language: str) -> dict[str, Any]:
@@ -62,17 +111,19 @@ def _trimmed_context(entries: list[Entry], language: str, fixed_prompt_chars: in
     return numbered
 
 
-async def _stream_words(text: str) -> AsyncIterator[dict[str, Any]]:
+async def _stream_words(text: str) -> AsyncIterator[TurnEvent]:
     for piece in re.findall(r"\S+\s*", text):
-        yield {"type": "token", "text": piece}
+        yield TokenEvent(piece)
         await asyncio.sleep(0)
 
 
-def build_chain(chat_model: BaseChatModel | None) -> Runnable[dict[str, Any], dict[str, Any]]:
-    async def compose(inputs: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+def compose_chain(chat_model: BaseChatModel | None) -> Runnable[dict[str, Any], TurnEvent]:
+    """Compose and check an answer already decided: input ``{"decision", "context", "text", "language"}``."""
+
+    async def compose(inputs: AsyncIterator[dict[str, Any]]) -> AsyncIterator[TurnEvent]:
         async for payload in inputs:
             decision: Decision = payload["decision"]
-            yield {"type": "decision", "decision": decision}
+            yield DecisionEvent(decision)
             if not decision.answer or decision.entry is None:
                 return
             language = payload["language"]
@@ -80,19 +131,20 @@ def build_chain(chat_model: BaseChatModel | None) -> Runnable[dict[str, Any], di
             if chat_model is None:
                 async for event in _stream_words(vetted):
                     yield event
-                sources = [source_of(decision.entry, language)]
-                yield {"type": "final", "text": vetted, "sources": sources, "check": None}
+                yield FinalEvent(vetted, [source_of(decision.entry, language)], None)
                 return
             async for event in _generate(chat_model, payload, vetted):
                 yield event
 
-    chain = RunnablePassthrough.assign(routed=RunnableLambda(retrieve_and_decide)) | RunnableLambda(
-        lambda p: {**p, **p.pop("routed")}
-    )
-    return chain | RunnableGenerator(compose, name="compose_and_check")
+    return RunnableGenerator(compose, name="compose_and_check")
 
 
-async def _generate(chat_model: BaseChatModel, payload: dict[str, Any], vetted: str) -> AsyncIterator[dict[str, Any]]:
+def build_chain(chat_model: BaseChatModel | None) -> Runnable[dict[str, Any], TurnEvent]:
+    """The whole turn: retrieve and decide (``{"kb", "text", "language"}`` in), then compose and check."""
+    return RunnableLambda(retrieve_and_decide, name="retrieve_and_decide") | compose_chain(chat_model)
+
+
+async def _generate(chat_model: BaseChatModel, payload: dict[str, Any], vetted: str) -> AsyncIterator[TurnEvent]:
     language = payload["language"]
     entries: list[Entry] = payload["context"]
     values = {
@@ -110,18 +162,17 @@ async def _generate(chat_model: BaseChatModel, payload: dict[str, Any], vetted: 
             piece = str(chunk.content)
             if piece:
                 pieces.append(piece)
-                yield {"type": "token", "text": piece}
+                yield TokenEvent(piece)
     answer = "".join(pieces).strip()
     check = check_answer(answer, context_text)
     cited = {int(n) for n in _CITED.findall(answer)} & set(range(1, len(numbered) + 1))
     used = [entries[n - 1] for n in sorted(cited)] or [entries[0]]
     if not check.ok:
         # Fall back to the vetted answer of the matched entry: the customer never sees unsupported facts.
-        yield {"type": "replace", "text": vetted}
+        yield ReplaceEvent(vetted)
         answer, used = vetted, [entries[0]]
-    yield {
-        "type": "final",
-        "text": answer,
-        "sources": [source_of(entry, language) for entry in used],
-        "check": {"ok": check.ok, "problems": list(check.problems)},
-    }
+    yield FinalEvent(
+        answer,
+        [source_of(entry, language) for entry in used],
+        {"ok": check.ok, "problems": list(check.problems)},
+    )

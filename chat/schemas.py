@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
 from typing import Literal
 
 from django.conf import settings
@@ -74,3 +76,30 @@ class Feedback(Body):
 
 class Handoff(Body):
     reason: str = Field(default="", max_length=200)
+
+
+class OtherChoice(StrEnum):
+    """What a customer may pick besides an offered entry."""
+
+    NONE = "none"  # none of these fits: hand over
+    PERSON = "person"  # talk to a person: hand over
+
+
+class PickChoice(Body):
+    """``choice``: an offered entry's id (a string of digits, or a number), ``"none"`` or ``"person"``."""
+
+    choice: str = Field(max_length=20)
+
+    @field_validator("choice", mode="before")
+    @classmethod
+    def entry_id_or_keyword(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return value  # pydantic names the wrong type
+        value = value.strip()
+        if re.fullmatch(r"[0-9]{1,18}", value):
+            return str(int(value))
+        if value not in tuple(OtherChoice):
+            raise ValueError('must be an offered entry id, "none" or "person"')
+        return value

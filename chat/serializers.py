@@ -9,6 +9,18 @@ from chat.models import Conversation, Message
 PUBLIC_ROLES = (Message.Role.CUSTOMER, Message.Role.BOT, Message.Role.AGENT, Message.Role.SYSTEM)
 
 
+def choices_dict(message: Message) -> dict[str, Any] | None:
+    """The choices a bot message offered (entry ids as strings, titles in the customer's language) and the pick
+    (an entry id, "none", "person", or None while open); None for any other message."""
+    offered = message.decision.get("offered") if message.role == Message.Role.BOT else None
+    if not isinstance(offered, list):
+        return None
+    return {
+        "offered": [{"id": str(o["entry_id"]), "title": str(o["title"])} for o in offered],
+        "picked": message.decision.get("picked"),
+    }
+
+
 def message_dict(message: Message) -> dict[str, Any]:
     author = message.author
     return {
@@ -20,6 +32,7 @@ def message_dict(message: Message) -> dict[str, Any]:
         "sources": [{"title": s.get("title", ""), "url": s.get("url", "")} for s in message.sources],
         "feedback": message.feedback,
         "confidence": round(message.confidence, 3) if message.confidence is not None else None,
+        "choices": choices_dict(message),
     }
 
 

@@ -30,6 +30,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "I'm not sure I understood. Do you mean “{suggestion}”? "
         "Tell me in other words, or press “Talk to a person”.",
     },
+    "choices": {
+        "es": "¿Te refieres a una de estas?",
+        "en": "Did you mean one of these?",
+    },
     "system_error": {
         "es": "Lo siento, ahora mismo tengo un problema técnico. Tu mensaje está guardado y una persona "
         "del equipo lo atenderá.",

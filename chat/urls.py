@@ -14,6 +14,11 @@ urlpatterns = [
         api.feedback,
         name="message-feedback",
     ),
+    path(
+        "api/conversations/<uuid:conversation_id>/messages/<int:message_id>/choose",
+        api.choose,
+        name="message-choose",
+    ),
     path("api/conversations/<uuid:conversation_id>/handoff", api.handoff, name="conversation-handoff"),
     re_path(r"^api/", api.not_found),
 ]

@@ -100,6 +100,33 @@ def entry(demo_kb: Any) -> Any:
 
 
 @pytest.fixture
+def routing_offers(monkeypatch: pytest.MonkeyPatch, demo_kb: Any) -> Any:
+    """Make routing offer choices: ``routing_offers("rd-price", "rd-pause", texts={...})``.
+
+    Replaces ``route`` where the chain calls it (a seam of the chat). Messages in ``texts`` (all, when None)
+    get a CHOICES decision over those demo entries, in that order; any other message is routed for real.
+    """
+    from chat import chain
+    from knowledge.models import Entry
+    from knowledge.routing import Candidate, Decision
+    from knowledge.vocabulary import Outcome
+
+    real_route = chain.route
+
+    def install(*keys: str, texts: set[str] | None = None) -> None:
+        def route(kb: Any, text: str) -> Decision:
+            if texts is not None and text not in texts:
+                return real_route(kb, text)
+            entries = [Entry.objects.get(knowledge_base=kb, key=key) for key in keys]
+            offered = [Candidate(e.pk, e.question, 0.62 - 0.04 * i) for i, e in enumerate(entries)]
+            return Decision(Outcome.CHOICES, 0.55, choices=offered[:3], candidates=offered, latency_ms=3.0, version=7)
+
+        monkeypatch.setattr(chain, "route", route)
+
+    return install
+
+
+@pytest.fixture
 def write_faq(tmp_path: Path) -> Any:
     def write(rows: list[dict[str, Any]], name: str = "faq.jsonl") -> Path:
         path = tmp_path / name
@@ -237,6 +264,17 @@ class Chat:
         )
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             return Sent(response.status_code)
+        return Sent(response.status_code, parse_sse(response.text))
+
+    async def choose(self, message_id: int, choice: Any, *, stream: bool = True) -> Sent:
+        """POST …/messages/<id>/choose, read as an SSE stream (or, for an error or ``stream=False``, as JSON)."""
+        response = await self.http.post(
+            f"/api/conversations/{self.id}/messages/{message_id}/choose",
+            json={"choice": choice},
+            headers={**self.auth, "Accept": "text/event-stream" if stream else "application/json"},
+        )
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            return Sent(response.status_code, [("json", response.json())])
         return Sent(response.status_code, parse_sse(response.text))
 
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:

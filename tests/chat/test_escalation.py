@@ -13,7 +13,8 @@ from chat.models import Conversation, Message, Ticket
 from chat.policy import Verdict, judge
 from knowledge.actions import get_or_create_knowledge_base
 from knowledge.models import Entry
-from knowledge.routing import Candidate, Decision, Reason
+from knowledge.routing import Candidate, Decision
+from knowledge.vocabulary import HandoverReason, Outcome
 from tests.chat.conftest import Chat
 
 
@@ -52,11 +53,15 @@ def assert_told_what_happens_next(sent: Any, language: str = "es") -> None:
 )
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_unclear_message_is_clarified_once_then_escalated(chat: Chat, first, second):
+async def test_unclear_message_gets_choices_once_then_a_second_one_is_escalated(
+    chat: Chat, routing_offers, first, second
+):
+    routing_offers("rd-price", "rd-pause", "rd-cancel")
     sent = await chat.send(first)
-    [clarify] = sent.replies
-    assert clarify["role"] == "bot"
-    assert "?" in clarify["text"]
+    [offer] = sent.replies
+    assert offer["role"] == "bot"
+    assert "?" in offer["text"]
+    assert [len(c["offered"]) for c in sent.of("choices")] == [3]
     assert not sent.of("status")
     assert await tickets(chat.id) == []
 
@@ -156,13 +161,17 @@ async def test_outside_business_hours_an_english_customer_is_told_about_email_in
 
 
 # --- the policy on its own ---------------------------------------------------------------------
-def _decision(reason: str, entry_pk: int | None = None, confidence: float = 0.5) -> Decision:
+def _decision(outcome: Outcome, entry_pk: int | None = None, confidence: float = 0.5, **kw: Any) -> Decision:
     entry = Entry(pk=entry_pk, question="q", answer="a") if entry_pk else None
-    return Decision(reason, confidence, entry, [Candidate(entry_pk or 1, "q", confidence)])
+    candidates = [Candidate(entry_pk or 1, "q", confidence)]
+    choices = candidates if outcome == Outcome.CHOICES else []
+    return Decision(
+        outcome, confidence, entry if outcome == Outcome.ANSWER else None, choices, candidates=candidates, **kw
+    )
 
 
-def _bot(entry_pk: int | None = None, reason: str = Reason.ANSWER) -> Message:
-    return Message(role=Message.Role.BOT, text="…", entry_id=entry_pk, decision={"reason": reason})
+def _bot(entry_pk: int | None = None, outcome: Outcome = Outcome.ANSWER) -> Message:
+    return Message(role=Message.Role.BOT, text="…", entry_id=entry_pk, decision={"outcome": outcome})
 
 
 def _customer(text: str) -> Message:
@@ -170,33 +179,42 @@ def _customer(text: str) -> Message:
 
 
 def test_confident_first_question_is_answered():
-    assert judge(_decision(Reason.ANSWER, 3, 0.95), "¿precio?", []) == Verdict("answer")
+    assert judge(_decision(Outcome.ANSWER, 3, 0.95), "¿precio?", []) == Verdict(Outcome.ANSWER)
 
 
 def test_out_of_scope_question_is_escalated():
-    assert judge(_decision(Reason.OUT_OF_SCOPE), "¿qué tiempo hace?", []) == Verdict("escalate", "out_of_scope")
+    decision = _decision(Outcome.HANDOVER, reason=HandoverReason.OUT_OF_SCOPE)
+    assert judge(decision, "¿qué tiempo hace?", []) == Verdict(Outcome.HANDOVER, HandoverReason.OUT_OF_SCOPE)
 
 
-def test_first_low_confidence_question_is_clarified():
-    assert judge(_decision(Reason.LOW_CONFIDENCE, 3), "eh", []).action == "clarify"
+def test_first_unclear_question_gets_choices():
+    assert judge(_decision(Outcome.CHOICES, 3), "eh", []) == Verdict(Outcome.CHOICES)
 
 
-def test_low_confidence_after_a_clarification_is_escalated():
-    history = [_customer("eh"), _bot(3, Reason.LOW_CONFIDENCE)]
-    assert judge(_decision(Reason.LOW_CONFIDENCE, 3), "mmm", history) == Verdict("escalate", "repeated_failure")
+def test_unclear_question_right_after_choices_is_escalated():
+    history = [_customer("eh"), _bot(None, Outcome.CHOICES)]
+    verdict = judge(_decision(Outcome.CHOICES, 3), "mmm", history)
+    assert verdict == Verdict(Outcome.HANDOVER, HandoverReason.REPEATED_FAILURE)
+
+
+def test_unclear_question_after_a_picked_choice_was_answered_gets_choices_again():
+    history = [_customer("eh"), _bot(None, Outcome.CHOICES), _bot(3)]
+    assert judge(_decision(Outcome.CHOICES, 4), "¿y otra cosa?", history) == Verdict(Outcome.CHOICES)
 
 
 def test_human_request_is_escalated_whatever_came_before():
     history = [_customer("¿precio?"), _bot(3)]
-    assert judge(_decision(Reason.HUMAN_REQUEST), "una persona", history) == Verdict("escalate", "human_request")
+    decision = _decision(Outcome.HANDOVER, reason=HandoverReason.HUMAN_REQUEST)
+    assert judge(decision, "una persona", history) == Verdict(Outcome.HANDOVER, HandoverReason.HUMAN_REQUEST)
 
 
 def test_same_question_differently_accented_after_an_answer_is_repeated_failure():
     history = [_customer("¿Cómo cancelo?"), _bot(4), _customer("¿y la batería?"), _bot(5)]
-    assert judge(_decision(Reason.ANSWER, 4, 0.9), "como cancelo", history) == Verdict("escalate", "repeated_failure")
+    verdict = judge(_decision(Outcome.ANSWER, 4, 0.9), "como cancelo", history)
+    assert verdict == Verdict(Outcome.HANDOVER, HandoverReason.REPEATED_FAILURE)
 
 
 def test_answer_matching_the_entry_just_given_is_repeated_failure():
     history = [_customer("¿Cómo cancelo?"), _bot(4)]
-    verdict = judge(_decision(Reason.ANSWER, 4, 0.9), "pero dónde está el botón de cancelar", history)
-    assert verdict == Verdict("escalate", "repeated_failure")
+    verdict = judge(_decision(Outcome.ANSWER, 4, 0.9), "pero dónde está el botón de cancelar", history)
+    assert verdict == Verdict(Outcome.HANDOVER, HandoverReason.REPEATED_FAILURE)

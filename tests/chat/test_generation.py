@@ -166,3 +166,25 @@ async def test_whole_prompt_and_answer_fit_a_small_model_window(chat: Chat, fake
     await chat.send(PRICE_QUESTION)
     [prompt] = fake_model.received
     assert _estimated_tokens(prompt) + settings.LLM_MAX_TOKENS <= settings.LLM_CONTEXT_TOKENS
+
+
+async def test_context_is_the_answer_entry_then_at_most_two_other_answerable_candidates(demo_kb, monkeypatch):
+    from chat import chain
+    from knowledge.models import Entry
+    from knowledge.routing import Candidate, Decision
+    from knowledge.vocabulary import Outcome
+
+    @sync_to_async
+    def decide() -> list[str]:
+        keys = ["rd-price", "rd-pause", "rd-cancel", "rd-battery", "rd-cities"]
+        price, pause, cancel, battery, cities = (Entry.objects.get(key=key) for key in keys)
+        Entry.objects.filter(pk=pause.pk).update(enabled=False)
+        ranked = [cities, price, pause, cancel, battery]  # the answer need not be the first candidate
+        candidates = [Candidate(e.pk, e.question, 0.9 - 0.1 * i) for i, e in enumerate(ranked)]
+        monkeypatch.setattr(
+            chain, "route", lambda kb, text: Decision(Outcome.ANSWER, 0.9, price, candidates=candidates)
+        )
+        _, context = chain.decide(demo_kb, PRICE_QUESTION)
+        return [e.key for e in context]
+
+    assert await decide() == ["rd-price", "rd-cities"]  # pause is disabled; cancel was not in the top three

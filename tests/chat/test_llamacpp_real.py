@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from chat import llm
-from chat.chain import build_chain
+from chat.chain import DecisionEvent, FinalEvent, ReplaceEvent, TokenEvent, TurnEvent, build_chain
 from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
 from knowledge.models import Entry
 
@@ -44,25 +44,27 @@ def test_the_llamacpp_backend_streams_a_checked_answer(settings):
     model = llm.get_chat_model()
     assert isinstance(model, llm.LlamaCppChatModel)
 
-    async def run() -> list[dict]:
+    async def run() -> list[TurnEvent]:
         chain = build_chain(model)
         return [
             event async for event in chain.astream({"kb": kb, "text": "How much does shipping cost?", "language": "en"})
         ]
 
     events = async_to_sync(run)()
-    kinds = [event["type"] for event in events]
-    assert kinds[0] == "decision"
-    assert events[0]["decision"].entry == Entry.objects.get(key="ship")
-    assert kinds.count("token") >= 2, "llama.cpp streams token by token"
+    decision = events[0]
+    assert isinstance(decision, DecisionEvent)
+    assert decision.decision.entry == Entry.objects.get(key="ship")
+    tokens = [event.text for event in events if isinstance(event, TokenEvent)]
+    assert len(tokens) >= 2, "llama.cpp streams token by token"
     final = events[-1]
-    assert final["type"] == "final"
-    assert final["sources"][0]["entry_id"] == Entry.objects.get(key="ship").pk
-    if final["check"]["ok"]:
-        assert final["text"] == "".join(e["text"] for e in events if e["type"] == "token").strip()
+    assert isinstance(final, FinalEvent)
+    assert final.check is not None
+    assert final.sources[0]["entry_id"] == Entry.objects.get(key="ship").pk
+    if final.check["ok"]:
+        assert final.text == "".join(tokens).strip()
     else:  # the tiny model said something the entry does not support: the vetted answer replaces it
-        assert "replace" in kinds
-        assert final["text"] == Entry.objects.get(key="ship").answer
+        assert any(isinstance(event, ReplaceEvent) for event in events)
+        assert final.text == Entry.objects.get(key="ship").answer
     client, _ = llm._llama(str(path), settings.LLM_CONTEXT_TOKENS, settings.LLM_THREADS)
     client.close()  # free the model now, not in __del__ at interpreter exit
     llm._llama.cache_clear()
