@@ -7,6 +7,7 @@ conversation's secret token (``Authorization: Bearer``) replaces cookies, hence 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -65,10 +66,37 @@ def api(methods: tuple[str, ...]) -> Callable[[View], View]:
 
 
 def client_ip(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    """The customer's address: the peer's, or - when the peer is a trusted proxy (TRUSTED_PROXIES) - the last
+    address in X-Forwarded-For that is not one of ours. Earlier entries are the client's to write: never trusted."""
+    peer = str(request.META.get("REMOTE_ADDR") or "unknown")
+    if not _trusted(peer):
+        return peer
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for address in reversed(forwarded):
+        if not _trusted(address):
+            try:
+                return str(ipaddress.ip_address(address))
+            except ValueError:
+                return peer  # garbage where the proxy wrote the client's address: count the proxy
+    return peer
+
+
+def _trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in settings.TRUSTED_PROXIES)
 
 
 def parse(request: HttpRequest, schema: type[B]) -> B:
+    # A cross-site form or fetch() may send text/plain without a CORS preflight; JSON needs one.
+    if request.content_type != "application/json":
+        raise ChatError(
+            "Send the request body as JSON, with the header Content-Type: application/json.",
+            code="unsupported_media_type",
+            status=415,
+        )
     if len(request.body) > MAX_BODY_BYTES:
         raise ChatError(f"The request body is larger than {MAX_BODY_BYTES // 1024} kB.", code="too_large", status=413)
     try:

@@ -1,22 +1,80 @@
-"""Fixed-window request counters in the Django cache (Redis in production, so limits hold across replicas)."""
+"""Fixed-window request counters in the Django cache (Redis in production, so limits hold across replicas).
+
+The limiter fails open: while the cache is unreachable, requests are not counted (a customer is never
+refused or shown an error because Redis is down). The outage is logged once when it starts and once
+when it ends, and for RETRY_AFTER_S after a failure the cache is not asked at all, so a hung Redis
+costs one request its socket timeout, not every request.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from chat.errors import RateLimited
 
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5.0
+CACHE_ERRORS = (RedisError, OSError)
+
+
+class _Outage:
+    """Whether the cache is down, shared by this process's threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.since: float | None = None
+        self.retry_at = 0.0
+
+    def skip(self) -> bool:
+        return self.since is not None and time.monotonic() < self.retry_at
+
+    def failed(self, exc: BaseException) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.retry_at = now + RETRY_AFTER_S
+            if self.since is None:
+                self.since = now
+                logger.warning(
+                    "cache unreachable: rate limits are off until it is back (%s: %s)", type(exc).__name__, exc
+                )
+
+    def succeeded(self) -> None:
+        if self.since is None:
+            return
+        with self.lock:
+            if self.since is not None:
+                logger.info("cache reachable again after %.0f s: rate limits are on", time.monotonic() - self.since)
+                self.since = None
+
+
+outage = _Outage()
+
 
 def hit(scope: str, key: str, limit: int, window_s: int = 60) -> None:
-    """Count one request for ``key``; raise RateLimited past ``limit`` per window."""
+    """Count one request for ``key``; raise RateLimited past ``limit`` per window (never if the cache is down)."""
+    if outage.skip():
+        return
     bucket = f"rl:{scope}:{key}:{int(time.time() // window_s)}"
-    cache.add(bucket, 0, timeout=window_s + 5)
     try:
-        count = cache.incr(bucket)
-    except ValueError:  # expired between add and incr
-        cache.set(bucket, 1, timeout=window_s + 5)
-        count = 1
+        count = _count(bucket, window_s)
+    except CACHE_ERRORS as exc:
+        outage.failed(exc)
+        return
+    outage.succeeded()
     if count > limit:
         raise RateLimited(f"Too many requests; please wait a moment and try again (limit {limit} per minute).")
+
+
+def _count(bucket: str, window_s: int) -> int:
+    cache.add(bucket, 0, timeout=window_s + 5)
+    try:
+        return int(cache.incr(bucket))
+    except ValueError:  # expired between add and incr
+        cache.set(bucket, 1, timeout=window_s + 5)
+        return 1

@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from knowledge.admin import KnowledgeBaseAdmin, RoutingVersionAdmin
 from knowledge.models import KnowledgeBase, RoutingVersion
-from learning import actions, labels
+from learning import actions, labels, retraining
 from learning.models import LabelledExample, RetrainingJob, TurnLog
 
 
@@ -181,9 +181,17 @@ class RetrainingJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run failed jobs again (resume)", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[RetrainingJob]) -> None:
-        for job in queryset.filter(status=RetrainingJob.Status.FAILED):
-            actions.enqueue_retraining(job)
-        self.message_user(request, "Failed jobs queued again.", messages.INFO)
+        queued, skipped = [], []
+        for job in queryset.select_related("knowledge_base").order_by("pk"):
+            reason = retraining.resume_job(job)
+            if reason is None:
+                queued.append(f"#{job.pk}")
+            else:
+                skipped.append(reason)
+        if queued:
+            self.message_user(request, f"Queued again: {', '.join(queued)}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, "Not queued: " + "; ".join(skipped) + ".", messages.WARNING)
 
 
 admin.site.unregister(KnowledgeBase)
@@ -196,9 +204,15 @@ class LearningKnowledgeBaseAdmin(KnowledgeBaseAdmin):
     @admin.action(description="Retrain now", permissions=["change"])
     def retrain_now(self, request: HttpRequest, queryset: QuerySet[KnowledgeBase]) -> None:
         for kb in queryset:
-            job, created = actions.request_retraining(kb, RetrainingJob.Trigger.ADMIN, request.user)  # type: ignore[arg-type]
+            for stale in retraining.fail_stale_jobs(kb):
+                self.message_user(
+                    request,
+                    f"{kb.slug}: job #{stale} had lost its worker (no heartbeat); marked failed, it can be resumed.",
+                    messages.WARNING,
+                )
+            job, created = retraining.request_job(kb, RetrainingJob.Trigger.ADMIN, request.user)  # type: ignore[arg-type]
             if created:
-                actions.enqueue_retraining(job)
+                retraining.queue_job(job)
             state = "queued" if created else f"already {job.status}"
             self.message_user(request, f"{kb.slug}: retraining job #{job.pk} {state}.", messages.INFO)
 

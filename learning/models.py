@@ -164,8 +164,14 @@ class RetrainingJob(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When it was last handed to a worker.")
     started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The running worker's last sign of life; without one for LEARNING_JOB_STALE_MINUTES it is stale.",
+    )
+    worker = models.CharField(max_length=200, blank=True, help_text="Host and process id that ran it last.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

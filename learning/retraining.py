@@ -5,11 +5,19 @@ and on the configured benchmark files. It goes live only if auto-resolution hold
 wrong-answer rate rises by at most LEARNING_MAX_WRONG_ANSWER_INCREASE on every set; promotion is one
 atomic activation, the very last step. A refused or failed job puts the index back as the live version
 had it. A job can be run again (resumed): every step is idempotent and a saved candidate is reused.
+
+A running job's worker writes a heartbeat every HEARTBEAT_S seconds (a thread, besides the progress lines).
+A job without one for LEARNING_JOB_STALE_MINUTES lost its worker (killed, restarted, out of memory): it is
+marked failed, with what happened, before anything asks whether a job is running, so it never blocks
+"Retrain now", the command or the schedule, and it can be resumed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.contrib.auth.models import User
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -29,8 +38,8 @@ from learning.models import RetrainingJob, Split
 
 logger = logging.getLogger(__name__)
 
-STALE_AFTER = timedelta(minutes=30)
-"""A running job without a heartbeat for this long lost its worker; it is marked failed and can be resumed."""
+HEARTBEAT_S = 30.0
+"""How often a running job's worker says it is alive (LEARNING_JOB_STALE_MINUTES must be well above it)."""
 
 MIN_CALIBRATION_ROWS = 60
 """Fewer labelled calibration questions than this keep the default calibration: fitting ~9 calibrator
@@ -41,6 +50,10 @@ Status = RetrainingJob.Status
 
 class JobBusy(Exception):
     """Another job is running for this knowledge base."""
+
+
+class JobLost(Exception):
+    """This worker no longer owns the job: it was marked stale and taken over, or changed by ops."""
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -81,10 +94,9 @@ def evaluate(kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery]) ->
     The decision is ``route()``'s (a request for a person escalates; answer when the model decides and the
     entry is answerable), scored in one batch by ``routing.score_texts`` so the vector cache makes it cheap.
     """
-    from knowledge import routing
-    from knowledge.handoff import wants_a_person
+    from knowledge import intents, routing
 
-    asked = [q for q in queries if not wants_a_person(q.text)]
+    asked = [q for q in queries if intents.detect(q.text) is None]
     scored = dict(zip([id(q) for q in asked], routing.score_texts(kb, model, [q.text for q in asked]), strict=True))
     answerable = {str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)}
     outcomes = []
@@ -94,7 +106,10 @@ def evaluate(kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery]) ->
             outcomes.append(Outcome(query, None, "human_request", 0.0))
             continue
         answered = result.entry_id if model.decide(result) and result.entry_id in answerable else None
-        outcomes.append(Outcome(query, answered, "answer" if answered else "escalate", 0.0))
+        offered: tuple[str, ...] = ()
+        if answered is None and model.offers_choices(result):
+            offered = tuple(e for e, _ in result.candidates[: routing.MAX_CHOICES] if e in answerable)
+        outcomes.append(Outcome(query, answered, "answer" if answered else "escalate", 0.0, offered))
     return figures(outcomes)
 
 
@@ -137,14 +152,105 @@ def unmeasured(live: dict[str, dict[str, Any]]) -> list[str]:
     return ["no evaluation set has out-of-scope questions: answers to uncovered questions were not measured"]
 
 
-# --- the job ------------------------------------------------------------------------------------
-def fail_stale_jobs(kb: KnowledgeBase) -> int:
-    cutoff = timezone.now() - STALE_AFTER
-    return int(
-        RetrainingJob.objects.filter(knowledge_base=kb, status=Status.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=Status.FAILED, error="The worker stopped sending progress (lost); run the job again to resume."
+# --- the job's lifecycle -------------------------------------------------------------------------
+def stale_after() -> timedelta:
+    return timedelta(minutes=settings.LEARNING_JOB_STALE_MINUTES)
+
+
+def fail_stale_jobs(kb: KnowledgeBase | None = None) -> list[int]:
+    """Mark failed every running job (of ``kb``, or all) whose worker has not sent a heartbeat for too long."""
+    cutoff = timezone.now() - stale_after()
+    stale = RetrainingJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
+    if kb is not None:
+        stale = stale.filter(knowledge_base=kb)
+    failed = []
+    for job in stale:
+        since = f"{timezone.localtime(job.heartbeat_at):%Y-%m-%d %H:%M:%S}" if job.heartbeat_at else "its start"
+        error = (
+            f"Stale: no heartbeat from its worker ({job.worker or 'unknown'}) since {since}, more than "
+            f"{settings.LEARNING_JOB_STALE_MINUTES} minutes: the worker stopped (killed, restarted or out of memory) "
+            f"during {job.stage or 'its first step'}. Resume it: it goes on from its saved candidate if it had one."
         )
+        won = RetrainingJob.objects.filter(pk=job.pk, status=Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
+            status=Status.FAILED,
+            finished_at=timezone.now(),
+            error=error,
+            log=job.log + f"{timezone.now():%H:%M:%S} failed: {error}\n",
+        )
+        if won:
+            logger.warning("retraining job stale: marked failed", extra={"job": job.pk, "worker": job.worker})
+            failed.append(job.pk)
+    return failed
+
+
+def request_job(kb: KnowledgeBase, trigger: str, user: User | None = None) -> tuple[RetrainingJob, bool]:
+    """A new queued job for ``kb``, or the live one already queued or running; a stale job does not count."""
+    fail_stale_jobs(kb)
+    return actions.request_retraining(kb, trigger, user)
+
+
+def queue_job(job: RetrainingJob, at_commit: bool = True) -> None:
+    """Hand ``job`` to a worker once the current transaction commits (or now); if the broker cannot take it, the
+    job fails (resumable) rather than sit queued forever."""
+    from learning.tasks import run_retraining_job
+
+    RetrainingJob.objects.filter(pk=job.pk).update(queued_at=timezone.now())
+
+    def publish() -> None:
+        try:
+            run_retraining_job.delay(job.pk)
+        except Exception as exc:  # a broker outage
+            logger.exception("could not queue the retraining job", extra={"job": job.pk})
+            RetrainingJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+                status=Status.FAILED, error=f"Could not reach the task queue ({type(exc).__name__}: {exc}); resume it."
+            )
+
+    if at_commit:
+        transaction.on_commit(publish)
+    else:
+        publish()
+
+
+def why_not_resumable(job: RetrainingJob) -> str | None:
+    """None if ``job`` can run again now: failed (stale included), or queued with no worker taking it."""
+    fail_stale_jobs(job.knowledge_base)
+    job.refresh_from_db()
+    now = timezone.now()
+    if job.status == Status.QUEUED:
+        since = job.queued_at or job.created_at
+        if now - since < stale_after():
+            return f"job #{job.pk} is already queued (since {timezone.localtime(since):%H:%M:%S})"
+    elif job.status == Status.RUNNING:
+        beat = f"{timezone.localtime(job.heartbeat_at):%H:%M:%S}" if job.heartbeat_at else "none yet"
+        return (
+            f"job #{job.pk} is running (last heartbeat {beat}, from {job.worker or 'a worker'}); it can be "
+            f"resumed once it fails, or after {settings.LEARNING_JOB_STALE_MINUTES} minutes without a heartbeat"
+        )
+    elif job.status != Status.FAILED:
+        return f"job #{job.pk} is {job.get_status_display().lower()}: only failed jobs can be resumed"
+    other = (
+        RetrainingJob.objects.filter(knowledge_base=job.knowledge_base, status__in=[Status.QUEUED, Status.RUNNING])
+        .exclude(pk=job.pk)
+        .first()
     )
+    if other is not None:
+        return f"job #{other.pk} of {job.knowledge_base.slug} is {other.status}; resume #{job.pk} after it ends"
+    return None
+
+
+def resume_job(job: RetrainingJob) -> str | None:
+    """Queue a failed job again (or a queued one that no worker took); the reason it was skipped, else None."""
+    reason = why_not_resumable(job)
+    if reason is not None:
+        return reason
+    now = timezone.now()
+    resumed = RetrainingJob.objects.filter(pk=job.pk, status=job.status).update(
+        status=Status.QUEUED, error="", log=job.log + f"{timezone.localtime(now):%H:%M:%S} queued again (resume)\n"
+    )
+    if not resumed:
+        return f"job #{job.pk} changed meanwhile; try again"
+    queue_job(job)
+    return None
 
 
 def claim(job: RetrainingJob) -> bool:
@@ -154,12 +260,58 @@ def claim(job: RetrainingJob) -> bool:
     try:
         with transaction.atomic():
             won = RetrainingJob.objects.filter(pk=job.pk, status__in=[Status.QUEUED, Status.FAILED]).update(
-                status=Status.RUNNING, started_at=now, heartbeat_at=now, error="", attempts=F("attempts") + 1
+                status=Status.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                finished_at=None,
+                error="",
+                worker=f"{socket.gethostname()}:{os.getpid()}",
+                attempts=F("attempts") + 1,
             )
     except IntegrityError as exc:  # one_running_job_per_kb: another job of this knowledge base is running
         raise JobBusy(f"another retraining job is running for {job.knowledge_base.slug}") from exc
     job.refresh_from_db()
     return bool(won)
+
+
+def _owned(job: RetrainingJob, status: str | None = None) -> Any:
+    """The job's row while this run still owns it: this attempt, and the status this run left it in."""
+    return RetrainingJob.objects.filter(pk=job.pk, attempts=job.attempts, status=status or job.status)
+
+
+class Heartbeat:
+    """Writes the job's heartbeat from a thread every HEARTBEAT_S seconds while the job runs in this process.
+
+    Not started inside a transaction (tests): nothing the job writes there is seen by another connection.
+    """
+
+    def __init__(self, job: RetrainingJob) -> None:
+        self.job = job
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if not connection.in_atomic_block:
+            self.thread = threading.Thread(target=self._beat, name=f"retraining-{self.job.pk}-heartbeat", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=HEARTBEAT_S + 5)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stopped.wait(HEARTBEAT_S):
+                try:
+                    if not _owned(self.job, Status.RUNNING).update(heartbeat_at=timezone.now()):
+                        return  # finished, failed or taken over: nothing left to keep alive
+                except Exception:  # a database blip: the next beat tries again, well before the job is stale
+                    logger.warning("retraining heartbeat failed", exc_info=True, extra={"job": self.job.pk})
+                    close_old_connections()
+        finally:
+            connection.close()
 
 
 class Runner:
@@ -168,6 +320,7 @@ class Runner:
         self.kb = job.knowledge_base
 
     def say(self, line: str, progress: int | None = None, stage: str | None = None) -> None:
+        """A progress line, saved with the heartbeat; JobLost if the job is no longer this run's."""
         job = self.job
         job.log += f"{timezone.now():%H:%M:%S} {line}\n"
         job.heartbeat_at = timezone.now()
@@ -175,7 +328,16 @@ class Runner:
             job.progress = progress
         if stage is not None:
             job.stage = stage
-        job.save(update_fields=["log", "heartbeat_at", "progress", "stage", "metrics", "artefacts"])
+        saved = _owned(job).update(
+            log=job.log,
+            heartbeat_at=job.heartbeat_at,
+            progress=job.progress,
+            stage=job.stage,
+            metrics=job.metrics,
+            artefacts=job.artefacts,
+        )
+        if not saved:
+            raise JobLost(f"job #{job.pk} is no longer running here")
         logger.info("retraining: %s", line, extra={"job": job.pk, "kb": self.kb.slug})
 
     def finish(self, status: str, **fields: Any) -> None:
@@ -183,7 +345,10 @@ class Runner:
         job.status, job.finished_at, job.progress, job.stage = status, timezone.now(), 100, ""
         for name, value in fields.items():
             setattr(job, name, value)
-        job.save()
+        names = ["status", "finished_at", "progress", "stage", "log", "metrics", "artefacts", "baseline_version"]
+        names += [name for name in fields if name not in names]
+        if not _owned(job, Status.RUNNING).update(**{name: getattr(job, name) for name in names}):
+            raise JobLost(f"job #{job.pk} is no longer running here")
 
     def run(self) -> RetrainingJob:
         from knowledge import routing
@@ -296,7 +461,9 @@ def _model_of(version: RoutingVersion) -> Any:
 
 
 def run_job(job: RetrainingJob) -> RetrainingJob:
-    """Run (or resume) ``job``. Any error leaves it failed, with the error, and the live version untouched."""
+    """Run (or resume) ``job``. Any error leaves it failed, with the error, and the live version untouched.
+
+    A job that is not queued or failed (running elsewhere, finished) is returned as it is, untouched."""
     if job.status in RetrainingJob.FINISHED:
         return job
     if not claim(job):
@@ -304,10 +471,15 @@ def run_job(job: RetrainingJob) -> RetrainingJob:
         return job
     runner = Runner(job)
     try:
-        return runner.run()
+        with Heartbeat(job):
+            return runner.run()
+    except JobLost:
+        logger.warning("retraining job taken over or changed while it ran; stopped", extra={"job": job.pk})
+        job.refresh_from_db()
+        return job
     except Exception as exc:
         logger.exception("retraining failed", extra={"job": job.pk})
-        RetrainingJob.objects.filter(pk=job.pk).update(
+        _owned(job, Status.RUNNING).update(
             status=Status.FAILED,
             finished_at=timezone.now(),
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}",

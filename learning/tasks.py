@@ -1,4 +1,9 @@
-"""Celery tasks of the learning loop: thin wrappers that re-read rows and call actions."""
+"""Celery tasks of the learning loop: thin wrappers that re-read rows and call actions.
+
+Short tasks are acknowledged late (CELERY_TASK_ACKS_LATE): a task whose worker dies runs again, so each one
+is idempotent. Their hard time limits and retry countdowns stay under CELERY_VISIBILITY_TIMEOUT_S, so Redis
+never hands a message that is still being worked on to a second worker.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,14 @@ logger = logging.getLogger(__name__)
     ignore_result=True,
     autoretry_for=(OperationalError,),  # SQLite "database is locked" and dropped PostgreSQL connections
     retry_backoff=True,
+    retry_backoff_max=60,
     retry_jitter=True,
     max_retries=5,
+    soft_time_limit=60,
+    time_limit=90,
 )
 def log_turn(message_id: int) -> None:
+    """Idempotent: one TurnLog per customer message, rewritten from the stored messages on every run."""
     from learning.actions import log_reply
 
     reply = Message.objects.filter(pk=message_id).first()
@@ -33,12 +42,16 @@ def log_turn(message_id: int) -> None:
 
 @shared_task(ignore_result=True, acks_late=False)
 def run_retraining_job(job_id: int) -> None:
-    """Not acknowledged late: a job that killed its worker must not be retried in a loop; it is resumed by ops."""
+    """Acknowledged on receipt: a job that killed its worker must not be retried in a loop. Its heartbeat stops,
+    so it is marked failed (stale) and can be resumed by ops; a new request is never blocked by it."""
     from learning.retraining import JobBusy, run_job
 
     job = RetrainingJob.objects.select_related("knowledge_base").filter(pk=job_id).first()
     if job is None:
         logger.info("retraining job gone", extra={"job": job_id})
+        return
+    if job.status != RetrainingJob.Status.QUEUED:  # e.g. delivered again, or failed as stale meanwhile
+        logger.info("retraining job is not queued: nothing to run", extra={"job": job_id, "status": job.status})
         return
     try:
         run_job(job)
@@ -48,18 +61,21 @@ def run_retraining_job(job_id: int) -> None:
         )
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def retrain_all() -> None:
-    """The nightly schedule: one job per knowledge base; each skips itself without enough new examples."""
-    from learning.actions import request_retraining
+    """The nightly schedule: one job per knowledge base; each skips itself without enough new examples.
+
+    Run twice (redelivered), it queues nothing new: a knowledge base with a queued or running job keeps it.
+    A job whose worker died does not count as running (``request_job`` marks it failed first)."""
+    from learning.retraining import queue_job, request_job
 
     for kb in KnowledgeBase.objects.all():
-        job, created = request_retraining(kb, RetrainingJob.Trigger.SCHEDULE)
+        job, created = request_job(kb, RetrainingJob.Trigger.SCHEDULE)
         if created:
-            run_retraining_job.delay(job.pk)
+            queue_job(job, at_commit=False)  # the job's row is committed: no transaction here
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, soft_time_limit=200, time_limit=240)
 def purge_expired_logs() -> None:
     from learning.actions import purge_expired_logs as purge
 

@@ -7,12 +7,14 @@ the production parts. `.env.example` documents every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
 import dj_database_url
 
 from support.envvars import (
+    ImproperEnvironment,
     env_bool,
     env_choice,
     env_float,
@@ -40,6 +42,17 @@ def _secret_key() -> str:
     key_file.write_text(key, encoding="utf-8")
     key_file.chmod(0o600)
     return key
+
+
+def _env_networks(name: str, default: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of IP addresses or CIDR ranges."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperEnvironment(name, item, "IP addresses or CIDR ranges, e.g. 10.0.0.0/8,192.0.2.7") from None
+    return networks
 
 
 SECRET_KEY = _secret_key()
@@ -156,6 +169,9 @@ MEDIA_URL = "media/"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client: rate limits then count
+# the customer's address, not the proxy's. A request from anywhere else is known by its own address only.
+TRUSTED_PROXIES = _env_networks("TRUSTED_PROXIES", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
@@ -198,9 +214,29 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
 )
 if CELERY_BROKER_URL.startswith("filesystem://"):
     (CELERY_BROKER_FOLDER / "control").mkdir(parents=True, exist_ok=True)
+# Late acknowledgement: a task whose worker dies is delivered again (at once when only its pool process
+# died). Redis gives an unacknowledged message to another worker after the visibility timeout, so it must
+# outlast the longest late-acknowledged task (their hard time limits in learning/tasks.py) and its longest
+# retry countdown, or a task still running would run twice. The long jobs (a knowledge sync, a retraining
+# job) are acknowledged on receipt instead and recovered their own way (a job's heartbeat; a sync is
+# started again from the admin), so they never hold a message for long.
+CELERY_VISIBILITY_TIMEOUT_S = env_int("CELERY_VISIBILITY_TIMEOUT_S", 300, minimum=60)
+if CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "support.celery:RedisTransport"  # survives losing Redis (see there)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
+        # a Redis that is down or hung costs a web request a few seconds at most (enqueueing a turn log)
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits out any broker outage (backoff up to 30 s)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed pool process: its task goes back to the queue
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True  # their ack could not reach the broker
+CELERY_TASK_ANNOTATIONS = {"knowledge.tasks.sync_source_task": {"acks_late": False}}  # long: see above
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -285,6 +321,8 @@ LEARNING_HOLDOUT_PERCENT = env_int("LEARNING_HOLDOUT_PERCENT", 20, minimum=1, ma
 # Extra gate sets: "faq.jsonl=queries.jsonl" pairs, comma-separated; the FAQ must be a source of the KB.
 LEARNING_BENCHMARKS = env_list("LEARNING_BENCHMARKS", [])
 LEARNING_RETRAIN_CRON = env_str("LEARNING_RETRAIN_CRON", "0 3 * * *")  # minute hour day month weekday
+# A running retraining job whose worker sent no heartbeat (every 30 s) for this long is marked failed, resumable.
+LEARNING_JOB_STALE_MINUTES = env_int("LEARNING_JOB_STALE_MINUTES", 10, minimum=2)
 
 # --- Logging: one JSON object a line by default (LOG_FORMAT=text for humans) ------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

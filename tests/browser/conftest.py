@@ -34,7 +34,14 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     site = root / "site"
     site.mkdir()
     log = root / "uvicorn.log"
-    with host_site(site) as host, running_product(root / "data", host, log) as (base, env):
+    # tests.browser.app: the product's app, with routing offering choices for a few fixed messages
+    with (
+        host_site(site) as host,
+        running_product(root / "data", host, log, "tests.browser.app:application") as (
+            base,
+            env,
+        ),
+    ):
         write_host_pages(site, base)
         yield Product(base=base, host=host, env=env, log=log)
 

@@ -131,8 +131,10 @@ def write_host_pages(directory: Path, app: str) -> None:
 
 
 @contextlib.contextmanager
-def running_product(data_dir: Path, host_origin: str, log_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """Yields (base URL, environment for manage.py calls against the same data)."""
+def running_product(
+    data_dir: Path, host_origin: str, log_path: Path, app: str = "support.asgi:application"
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Yields (base URL, environment for manage.py calls against the same data). ``app``: the ASGI app to serve."""
     env = product_env(data_dir, host_origin)
     (data_dir / "celery-broker").mkdir(parents=True, exist_ok=True)
     manage(env, "migrate", "--noinput")
@@ -145,7 +147,7 @@ def running_product(data_dir: Path, host_origin: str, log_path: Path) -> Iterato
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "support.asgi:application",
+                app,
                 "--host",
                 "127.0.0.1",
                 "--port",

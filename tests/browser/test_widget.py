@@ -100,21 +100,42 @@ def test_customer_gets_a_streamed_sourced_answer_history_handoff_and_a_live_agen
     screenshot(page, "04-agent-reply")
 
 
-def test_html_and_markdown_in_a_message_render_as_text(page: Any, product: Product) -> None:
+def test_html_markdown_and_links_in_a_customer_message_render_as_plain_text(page: Any, product: Product) -> None:
     page.goto(f"{product.host}/shop-en.html")
     open_panel(page)
     box = page.get_by_role("textbox", name="Your message")
-    box.fill("<img src=x onerror=alert(1)>**bold** [x](javascript:alert(2))")
+    typed = "<img src=x onerror=alert(1)>**bold** [x](javascript:alert(2)) https://evil.example/login"
+    box.fill(typed)
     box.press("Enter")
 
     mine = page.locator(".msg.customer[data-id]")
     expect(mine).to_have_count(1)
-    expect(mine.locator(".bubble")).to_contain_text("<img src=x onerror=alert(1)>")
-    expect(mine.locator("strong")).to_have_text("bold")
+    expect(mine.locator(".bubble")).to_have_text(typed)  # exactly as typed: no markup, no Markdown
+    assert mine.locator("strong").count() == 0
+    assert mine.locator("a").count() == 0
     expect(page.locator(".msg:not(.customer)[data-id]").first).to_be_visible()  # whatever the product answered
     assert page.locator("[data-support-chat] img").count() == 0
     assert page.locator("[data-support-chat] a[href^='javascript']").count() == 0
     assert page.problems == []  # no alert() fired
+
+
+def test_links_come_only_from_vetted_source_urls_never_from_answer_text(page: Any, product: Product) -> None:
+    page.goto(f"{product.host}/shop-en.html")
+    open_panel(page)
+    box = page.get_by_role("textbox", name="Your message")
+    box.fill("Which cities do you serve?")
+    box.press("Enter")
+
+    answer = last_answer(page)
+    expect(answer.locator(".bubble")).to_contain_text("https://rodamar.example/ciudades")  # the URL in the text...
+    assert answer.locator(".bubble a").count() == 0  # ...is not a link
+    expect(answer.locator(".src a")).to_have_attribute("href", "https://rodamar.example/ciudades")  # the source is
+    links = page.locator("[data-support-chat] a").evaluate_all(
+        "links => links.map(a => ({href: a.href, source: !!a.closest('.src')}))"
+    )
+    assert links
+    assert all(link["source"] for link in links)
+    assert all(link["href"].startswith(("https:", "http:", "mailto:")) for link in links)
 
 
 def test_keyboard_only_customer_opens_asks_and_closes(page: Any, product: Product) -> None:

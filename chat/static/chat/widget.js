@@ -6,7 +6,9 @@
  *
  * The API base is the script's own origin unless data-api says otherwise. Everything is drawn inside a
  * Shadow DOM so the host page's styles and ours never meet. Message text only ever reaches the page as
- * text nodes (see renderMarkdown): never through innerHTML.
+ * text nodes (see renderMarkdown): never through innerHTML. Customers' text is shown exactly as typed; bot
+ * and agent text gets bold, italics and lists only. Links are made only from vetted URL fields (a source's
+ * url), http(s) and mailto only: a URL inside any message text stays text.
  */
 (() => {
   "use strict";
@@ -72,6 +74,9 @@
       bot: "Assistant",
       staff: "Support team",
       person: "a person from our team",
+      choices: "Did you mean one of these?",
+      choicesOffered: (n) => `${n} possible answers below. Pick one, “None of these” or “Talk to a person”.`,
+      none: "None of these",
     },
     es: {
       open: "Abrir el chat de ayuda",
@@ -107,6 +112,9 @@
       bot: "Asistente",
       staff: "Equipo de soporte",
       person: "persona del equipo",
+      choices: "¿Te refieres a una de estas?",
+      choicesOffered: (n) => `${n} posibles respuestas a continuación. Elige una, «Ninguna de estas» o «Hablar con una persona».`,
+      none: "Ninguna de estas",
     },
   };
   const t = STRINGS[lang];
@@ -186,20 +194,15 @@
       return null;
     }
   };
-  const link = (url, label) => {
-    const href = safeUrl(url);
-    return href ? h("a", { href, target: "_blank", rel: "noopener noreferrer" }, label) : document.createTextNode(label);
-  };
-  const INLINE =
-    /\[([^\]\n]+)\]\(\s*([^)\s]+)\s*\)|\*\*(\S(?:.*?\S)?)\*\*|\*([^*\s](?:[^*]*?[^*\s])?)\*|((?:https?:\/\/|mailto:)[^\s<>"]*[^\s<>"().,;:!?'\]])/g;
+  // No links from message text: a Markdown link shows as "label (url)", a bare URL as itself, both as text.
+  const INLINE = /\[([^\]\n]+)\]\(\s*([^)\s]+)\s*\)|\*\*(\S(?:.*?\S)?)\*\*|\*([^*\s](?:[^*]*?[^*\s])?)\*/g;
   const renderInline = (text, into) => {
     let last = 0;
     for (const m of text.matchAll(INLINE)) {
       if (m.index > last) into.append(text.slice(last, m.index));
-      if (m[1] !== undefined) into.append(link(m[2], m[1]));
+      if (m[1] !== undefined) into.append(`${m[1]} (${m[2]})`);
       else if (m[3] !== undefined) into.append(renderInline(m[3], h("strong")));
-      else if (m[4] !== undefined) into.append(renderInline(m[4], h("em")));
-      else into.append(link(m[5], m[5]));
+      else into.append(renderInline(m[4], h("em")));
       last = m.index + m[0].length;
     }
     if (last < text.length) into.append(text.slice(last));
@@ -405,6 +408,13 @@ header :focus-visible{outline-color:var(--on);outline-offset:-3px}
 .fb button[aria-pressed=true]{color:var(--link);border-color:currentColor}
 .fb button:disabled{cursor:default}
 .fb svg{width:16px;height:16px}
+.choices{display:flex;flex-direction:column;align-items:flex-start;gap:6px;margin:8px 0 0}
+.choice{background:#fff;border:1px solid var(--link);color:var(--link);border-radius:12px;padding:6px 12px;font-size:14px;text-align:left;max-width:100%;overflow-wrap:anywhere}
+.choice.other{border-color:#8a9099;color:#1a1a1a}
+.choice:hover:enabled{background:#eef0f3}
+.choice[aria-pressed=true]{background:var(--accent);border-color:var(--accent);color:var(--on)}
+.choice:disabled{cursor:default}
+.choice:disabled:not([aria-pressed=true]){opacity:.6}
 .typing{display:flex;gap:5px;padding:14px 15px}
 .typing i{width:7px;height:7px;border-radius:50%;background:#6b717a;animation:dot 1.2s infinite}
 .typing i:nth-child(2){animation-delay:.15s}.typing i:nth-child(3){animation-delay:.3s}
@@ -468,6 +478,7 @@ textarea{font-size:16px}
   const sendBtn = h("button", { type: "submit", class: "send", "aria-label": t.send, title: t.send, disabled: true });
   sendBtn.append(icon("send"));
   const hint = h("span", { class: "hint", "aria-live": "polite" });
+  const announcer = h("div", { class: "sr announce", "aria-live": "polite" });
   const count = h("span", { class: "count", "aria-hidden": "true" });
   const form = h("form", {
     onsubmit: (e) => {
@@ -498,7 +509,7 @@ textarea{font-size:16px}
     }
   });
   input.addEventListener("input", () => updateComposer());
-  root.append(panel, launcher);
+  root.append(panel, launcher, announcer);
   shadow.append(h("style", null, CSS), root);
 
   let greeting = ds.greeting || t.greeting;
@@ -527,7 +538,10 @@ textarea{font-size:16px}
     } else if (m.role !== "system") {
       row.append(h("span", { class: "sr" }, `${m.role === "customer" ? t.you : t.bot}: `));
     }
-    row.append(renderMarkdown(m.text, h("div", { class: "bubble" })));
+    const bubble = h("div", { class: "bubble" });
+    if (m.role === "customer") bubble.textContent = String(m.text ?? "");
+    else renderMarkdown(m.text, bubble);
+    row.append(bubble);
     if (m.role === "bot") {
       const sources = (m.sources || []).filter((s) => s && (s.title || s.url));
       if (sources.length) {
@@ -539,7 +553,8 @@ textarea{font-size:16px}
         }
         row.append(h("div", { class: "src" }, h("span", null, `${t.sources}:`), list));
       }
-      if (m.id != null) row.append(feedbackBar(m));
+      if (m.choices && m.id != null) row.append(choiceGroup(m));
+      else if (m.id != null) row.append(feedbackBar(m));
     }
     if (m.id != null) row.dataset.id = m.id;
     return row;
@@ -577,6 +592,121 @@ textarea{font-size:16px}
       launcher.setAttribute("aria-label", t.openUnread(state.unread));
     }
     return el;
+  };
+
+  // --- Choices: "did you mean one of these?" as buttons, plus "none of these" and "talk to a person" ----------------
+  const announce = (text) => {
+    announcer.textContent = "";
+    setTimeout(() => (announcer.textContent = text), 50); // a fresh node change, so it is read even if repeated
+  };
+  const choiceGroup = (m) => {
+    const picked = m.choices.picked ?? null;
+    const options = [
+      ...(m.choices.offered || []).map((o) => [String(o.id), String(o.title ?? ""), "choice"]),
+      ["none", t.none, "choice other"],
+      ["person", t.human, "choice other"],
+    ];
+    const group = h("div", { class: "choices", role: "group", "aria-label": t.choices });
+    const buttons = options.map(([value, label, cls]) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: cls,
+          "data-choice": value,
+          "aria-pressed": String(picked === value),
+          disabled: picked != null,
+          onclick: () => choose(m, value, group),
+        },
+        label
+      )
+    );
+    group.append(...buttons);
+    group.addEventListener("keydown", (e) => {
+      const live = buttons.filter((b) => !b.disabled);
+      const at = live.indexOf(shadow.activeElement);
+      if (at < 0) return;
+      const to = { ArrowDown: at + 1, ArrowRight: at + 1, ArrowUp: at - 1, ArrowLeft: at - 1, Home: 0, End: live.length - 1 }[e.key];
+      if (to === undefined) return;
+      e.preventDefault();
+      live[(to + live.length) % live.length].focus();
+    });
+    return group;
+  };
+  /** The `choices` event: the offer's buttons are drawn (by its message) and announced; focus goes to the first. */
+  const offerChoices = (data) => {
+    const el = seen.get(data.message_id);
+    if (!el) return;
+    if (!el.querySelector(".choices")) {
+      el.querySelector(".fb")?.remove();
+      el.append(choiceGroup({ id: data.message_id, choices: { offered: data.offered, picked: data.picked } }));
+    }
+    const first = el.querySelector(".choices button:enabled");
+    if (!first) return;
+    announce(t.choicesOffered((data.offered || []).length));
+    if (state.open && shadow.activeElement === input && !input.value) first.focus();
+  };
+  const closeChoices = () => log.querySelectorAll(".choices button").forEach((b) => (b.disabled = true));
+  /** Choices the customer has written past (or that a person has taken over) no longer apply. */
+  const closeStaleChoices = () => {
+    if (PEOPLE.includes(state.status)) return closeChoices();
+    const customers = log.querySelectorAll(".msg.customer");
+    const last = customers[customers.length - 1];
+    if (!last) return;
+    for (const group of log.querySelectorAll(".choices")) {
+      if (group.compareDocumentPosition(last) & Node.DOCUMENT_POSITION_FOLLOWING) {
+        group.querySelectorAll("button").forEach((b) => (b.disabled = true));
+      }
+    }
+  };
+
+  const choose = async (m, value, group) => {
+    if (state.busy) return;
+    const buttons = [...group.querySelectorAll("button")];
+    const chosen = buttons.find((b) => b.dataset.choice === value);
+    buttons.forEach((b) => (b.disabled = true));
+    chosen.setAttribute("aria-pressed", "true");
+    input.focus(); // the pressed button is disabled now: keep the keyboard somewhere useful
+    state.busy = true;
+    updateComposer();
+    const ctrl = new AbortController();
+    let timer = 0;
+    let timedOut = false;
+    const kick = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        timedOut = true;
+        ctrl.abort();
+      }, REPLY_IDLE_TIMEOUT_MS);
+    };
+    const view = replyView();
+    log.setAttribute("aria-busy", "true");
+    try {
+      kick();
+      const res = await api(`/api/conversations/${state.id}/messages/${m.id}/choose`, {
+        method: "POST",
+        body: { choice: value },
+        stream: true,
+        signal: ctrl.signal,
+      });
+      kick();
+      await readEvents(res, (event, data) => (kick(), view.handle(event, data)), kick);
+      if (!view.finished && !view.answered) throw new TypeError("stream ended early");
+      m.choices.picked = value;
+    } catch (err) {
+      view.discard();
+      if (err instanceof ApiError && (err.status === 409 || gone(err))) {
+        setHint(humanError(err), true); // already chosen, or the conversation moved on: the set stays closed
+      } else if (err instanceof ApiError && err.status >= 400 && err.status < 500) {
+        chosen.setAttribute("aria-pressed", "false");
+        buttons.forEach((b) => (b.disabled = false));
+        setHint(humanError(err), true);
+      } else {
+        errorRow(timedOut ? t.slow : humanError(err, t.lost), () => choose(m, value, group)); // the same pick again
+      }
+    } finally {
+      finish(ctrl, timer, view.typing);
+    }
   };
 
   const feedbackBar = (m) => {
@@ -649,6 +779,7 @@ textarea{font-size:16px}
     else if (status === "resolved") text = t.resolved;
     banner.textContent = text;
     humanBtn.hidden = PEOPLE.includes(status);
+    if (PEOPLE.includes(status)) closeChoices();
     if (stick) toBottom();
     if (PEOPLE.includes(status)) startPolling();
   };
@@ -731,6 +862,7 @@ textarea{font-size:16px}
         state.loaded = true;
         for (const m of c.messages || []) showMessage(m);
         applyStatus(c.status, c.queue);
+        closeStaleChoices();
         toBottom();
       } catch (err) {
         if (gone(err)) forget();
@@ -758,6 +890,52 @@ textarea{font-size:16px}
       true
     );
 
+  /** The bot's side of a streamed reply: typing dots, then the answer as it streams, then the stored messages. */
+  const replyView = () => {
+    const view = { typing: PEOPLE.includes(state.status) ? null : showTyping(), bot: null, text: "", answered: false, finished: false };
+    const draw = () => {
+      if (!view.bot) {
+        view.bot = h("div", { class: "msg bot" }, h("span", { class: "sr" }, `${t.bot}: `), h("div", { class: "bubble" }));
+        if (view.typing) view.typing.replaceWith(view.bot);
+        else append(view.bot);
+        view.typing = null;
+      }
+      const stick = nearBottom();
+      renderMarkdown(view.text, view.bot.lastChild);
+      if (stick) toBottom();
+    };
+    view.handle = (event, data) => {
+      if (event === "token") {
+        view.text += String(data.text ?? "");
+        draw();
+      } else if (event === "replace") {
+        view.text = String(data.text ?? "");
+        draw();
+      } else if (event === "message") {
+        view.answered = true;
+        const el = showMessage(data, { replacing: view.bot || view.typing });
+        if (el !== view.bot && view.bot) view.bot.remove();
+        if (view.typing && el !== view.typing) view.typing.remove();
+        view.bot = view.typing = null;
+      } else if (event === "choices") {
+        offerChoices(data);
+      } else if (event === "status") {
+        applyStatus(data.status, data.queue);
+      } else if (event === "done") {
+        view.finished = true;
+        return false;
+      } else if (event === "error") {
+        throw new ApiError(0, String(data.code || "error"), String(data.message || ""));
+      }
+      return true;
+    };
+    view.discard = () => {
+      if (view.bot) view.bot.remove();
+      view.bot = null;
+    };
+    return view;
+  };
+
   /** Sends one customer message and streams the reply. A retry reuses client_id, so the server stores it once. */
   const send = async (text, clientId, previous) => {
     if (state.busy) return;
@@ -779,24 +957,9 @@ textarea{font-size:16px}
         ctrl.abort();
       }, REPLY_IDLE_TIMEOUT_MS);
     };
-    let typing = PEOPLE.includes(state.status) ? null : showTyping();
-    let bot = null;
-    let botText = "";
+    const view = replyView();
     let stored = false;
-    let answered = false;
-    let finished = false;
     let renew = false;
-    const drawBot = () => {
-      if (!bot) {
-        bot = h("div", { class: "msg bot" }, h("span", { class: "sr" }, `${t.bot}: `), h("div", { class: "bubble" }));
-        if (typing) typing.replaceWith(bot);
-        else append(bot);
-        typing = null;
-      }
-      const stick = nearBottom();
-      renderMarkdown(botText, bot.lastChild);
-      if (stick) toBottom();
-    };
     log.setAttribute("aria-busy", "true");
     try {
       kick();
@@ -812,37 +975,18 @@ textarea{font-size:16px}
         res,
         (event, data) => {
           kick();
-          if (event === "customer") {
-            stored = true;
-            mine.classList.remove("pending");
-            showMessage(data, { replacing: mine });
-          } else if (event === "token") {
-            botText += String(data.text ?? "");
-            drawBot();
-          } else if (event === "replace") {
-            botText = String(data.text ?? "");
-            drawBot();
-          } else if (event === "message") {
-            answered = true;
-            const el = showMessage(data, { replacing: bot || typing });
-            if (el !== bot && bot) bot.remove();
-            if (typing && el !== typing) typing.remove();
-            bot = typing = null;
-          } else if (event === "status") {
-            applyStatus(data.status, data.queue);
-          } else if (event === "done") {
-            finished = true;
-            return false;
-          } else if (event === "error") {
-            throw new ApiError(0, String(data.code || "error"), String(data.message || ""));
-          }
+          if (event !== "customer") return view.handle(event, data);
+          stored = true;
+          closeChoices(); // the conversation moved on: earlier choices no longer apply
+          mine.classList.remove("pending");
+          showMessage(data, { replacing: mine });
           return true;
         },
         kick
       );
-      if (!finished && !answered && !(stored && PEOPLE.includes(state.status))) throw new TypeError("stream ended early");
+      if (!view.finished && !view.answered && !(stored && PEOPLE.includes(state.status))) throw new TypeError("stream ended early");
     } catch (err) {
-      if (bot) bot.remove();
+      view.discard();
       if (gone(err) && !previous?.renewed && !stored) {
         // The stored conversation no longer exists (deleted, token rotated): start a fresh one, once.
         forget();
@@ -856,7 +1000,7 @@ textarea{font-size:16px}
         errorRow(message, () => send(text, clientId, { bubble: mine }));
       }
     } finally {
-      finish(ctrl, timer, typing);
+      finish(ctrl, timer, view.typing);
     }
     if (renew) send(text, clientId, { bubble: mine, renewed: true });
   };
