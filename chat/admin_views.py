@@ -19,7 +19,8 @@ from chat import actions
 from chat import metrics as support_metrics
 from chat.errors import ChatError
 from chat.models import CannedReply, Conversation, Message, Ticket
-from chat.serializers import message_dict
+from chat.schemas import OtherChoice
+from chat.serializers import choices_dict, message_dict
 from knowledge.models import Entry
 
 WORK_PERMISSION = "chat.change_ticket"
@@ -45,7 +46,24 @@ def _staff_message(message: Message) -> dict[str, Any]:
     data = message_dict(message)
     data["decision"] = message.decision
     data["is_note"] = message.role == Message.Role.NOTE
+    data["choices_seen"] = choices_seen(message)
     return data
+
+
+def choices_seen(message: Message) -> dict[str, Any] | None:
+    """For a turn that offered choices: what was offered (the picked one marked) and what the customer did."""
+    choices = choices_dict(message)
+    if choices is None:
+        return None
+    picked = choices["picked"]
+    offered = [{**option, "picked": option["id"] == picked} for option in choices["offered"]]
+    titles = {option["id"]: option["title"] for option in offered}
+    outcome = {
+        None: "Not picked yet",
+        OtherChoice.NONE: "None of these (handed over)",
+        OtherChoice.PERSON: "Talk to a person (handed over)",
+    }.get(picked) or f"Picked “{titles.get(picked, picked)}”"
+    return {"offered": offered, "outcome": outcome, "picked": picked}
 
 
 def workspace(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
@@ -58,13 +76,13 @@ def workspace(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
         _act(request, conversation)
         return HttpResponseRedirect(reverse("admin:chat_conversation_work", args=[conversation.pk]))
     ticket = conversation.tickets.order_by("-created_at").first()
-    history = conversation.messages.select_related("author", "entry").order_by("id")
+    history = list(conversation.messages.select_related("author", "entry").order_by("id"))
     context = {
         **site.each_context(request),
         "title": f"Conversation {conversation}",
         "conversation": conversation,
         "ticket": ticket,
-        "history": history,
+        "history": [(message, choices_seen(message)) for message in history],
         "last_id": max((m.pk for m in history), default=0),
         "canned": CannedReply.objects.filter(language__in=["", conversation.language]),
         "can_work": request.user.has_perm(WORK_PERMISSION),

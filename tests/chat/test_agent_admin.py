@@ -188,3 +188,46 @@ def test_a_draft_that_repeats_an_existing_entry_is_flagged(agent, waiting, kb):
     reply = actions.agent_reply(waiting, agent, "It's 4.95 euros.")
     draft = actions.draft_entry_from_reply(waiting, reply.pk)
     assert draft.duplicate_of == Entry.objects.get(key="ship")
+
+
+def _offered_choices(kb, language: str = "en") -> tuple[Conversation, Message, list[Entry]]:
+    """A customer whose unclear question got choices: the entries "ship" and "return"."""
+    from knowledge.routing import Candidate, Decision
+    from knowledge.vocabulary import Outcome
+
+    conversation = Conversation(knowledge_base=kb, language=language)
+    conversation.issue_token()
+    conversation.save()
+    question, _ = actions.add_customer_message(conversation, "the parcel thing")
+    offered = [Entry.objects.get(knowledge_base=kb, key=key) for key in ("ship", "return")]
+    candidates = [Candidate(e.pk, e.question, 0.6) for e in offered]
+    offer = actions.offer_choices(conversation, question, Decision(Outcome.CHOICES, 0.5, choices=candidates))
+    return conversation, offer, offered
+
+
+def test_the_workspace_shows_what_was_offered_and_what_the_customer_picked(client, agent, kb):
+    conversation, offer, (ship, returns) = _offered_choices(kb)
+    client.force_login(agent)
+    url = reverse("admin:chat_conversation_work", args=[conversation.pk])
+    page = client.get(url).content.decode()
+    assert "Offered as choices" in page
+    assert ship.question in page
+    assert returns.question in page
+    assert "Not picked yet" in page
+
+    actions.choose(conversation, offer.pk, str(returns.pk))
+    page = client.get(url).content.decode()
+    assert f"Picked “{returns.question}”" in page
+    assert page.count("— picked") == 1
+
+
+def test_the_workspace_shows_none_of_these_and_the_ticket_names_the_offered_entries(client, agent, kb):
+    conversation, offer, (ship, returns) = _offered_choices(kb)
+    actions.choose(conversation, offer.pk, "none")
+    client.force_login(agent)
+    page = client.get(reverse("admin:chat_conversation_work", args=[conversation.pk])).content.decode()
+    assert "None of these (handed over)" in page
+    assert "None of the offered answers fitted" in page  # the ticket's reason
+    ticket = conversation.tickets.get()
+    assert ship.question in ticket.summary
+    assert returns.question in ticket.summary
