@@ -100,7 +100,8 @@ def test_production_parts_are_switched_on_by_their_urls():
             "-c",
             "import django; django.setup(); from django.conf import settings as s; "
             "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['PASSWORD'], "
-            "s.CELERY_BROKER_URL, s.CHROMA_URL, s.CELERY_BROKER_TRANSPORT_OPTIONS)",
+            "s.CELERY_BROKER_URL, s.CHROMA_URL, s.CELERY_BROKER_TRANSPORT, "
+            "s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'])",
         ],
         cwd=ROOT,
         env={
@@ -121,7 +122,8 @@ def test_production_parts_are_switched_on_by_their_urls():
         "pw",
         "redis://redis:6379/0",
         "http://chroma:8000",
-        "{}",
+        "support.celery:RedisTransport",  # survives losing Redis
+        "300",  # a killed worker's task comes back in five minutes, not the transport's hour
     ]
 
 
