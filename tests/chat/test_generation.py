@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from langchain_core.messages import BaseMessage
 
 from chat.models import Message
-from tests.chat.conftest import Chat, ScriptedChatModel, ingest
+from tests.chat.conftest import Chat, ScriptedChatModel
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -116,7 +116,18 @@ INJECTED_FAQ = [
 async def test_instructions_inside_a_knowledge_entry_reach_the_model_only_as_data(
     http, chat_env, fake_model, write_faq
 ):
-    await sync_to_async(ingest)(write_faq(INJECTED_FAQ), slug="shop", name="Shop")
+    @sync_to_async
+    def ingest_and_publish_the_held_entry() -> None:
+        """Ingestion holds the hostile entry for review; ops publishing it anyway must still be safe."""
+        from knowledge.actions import get_or_create_knowledge_base, publish_entry, source_for_location, sync_source
+        from knowledge.models import Entry
+
+        kb = get_or_create_knowledge_base("shop", "Shop")
+        report = sync_source(source_for_location(kb, str(write_faq(INJECTED_FAQ))))
+        assert [issue.location for issue in report.issues] == ["faq.jsonl entry pro"]
+        publish_entry(Entry.objects.get(knowledge_base=kb, key="pro"))
+
+    await ingest_and_publish_the_held_entry()
     customer = Chat(http)
     await customer.start(kb="shop")
     fake_model.replies = ["El plan Pro cuesta 12 € al mes [1]."]
