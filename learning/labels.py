@@ -6,7 +6,9 @@ Rules (one label per turn and rule; ops' confirmations and corrections are never
 - an answer marked not helpful, or escalated afterwards → negative for the answered entry;
 - an agent resolution linked to an entry (a published draft made from the question, a quoted answer, a
   replayed confirmation) → positive for that entry, and negative for a different entry the bot answered;
-- an escalated question resolved without any entry, or confirmed as not covered → out of scope.
+- an escalated question resolved without any entry, or confirmed as not covered → out of scope;
+- an entry the customer picked among the offered choices (``CHOICE_PICKED``) → positive for it, unless its
+  answer was then marked not helpful or the turn was resolved otherwise.
 Human hand-off requests and system errors say nothing about coverage and give no label.
 """
 
@@ -21,12 +23,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.models import Ticket
+from chat.models import Message, Ticket
 from knowledge.models import Entry, KnowledgeBase, Source
 from learning.models import LabelledExample, TurnLog
 
 Kind = LabelledExample.Kind
 Rule = LabelledExample.Rule
+
+CHOICE_PICKED: str = getattr(Rule, "CHOICE_PICKED", Rule.POSITIVE_FEEDBACK)
+"""The rule of a label from a customer's pick among offered choices. A ``Rule.CHOICE_PICKED`` value of its own
+needs a migration of ``learning.models`` (its choices change); until one exists, a pick is filed with the other
+explicit confirmation a customer gives, the helpful mark (the same entry, so a 👍 on the answer adds nothing)."""
 
 UNCOVERED_REASONS = frozenset(
     {
@@ -68,12 +75,41 @@ def labels_for(log: TurnLog, now: datetime | None = None) -> list[Label]:
             and log.created_at <= now - timedelta(minutes=settings.LEARNING_NO_FOLLOW_UP_MINUTES)
         ):
             labels.append(Label(Kind.POSITIVE, answered, Rule.NO_FOLLOW_UP))
+    picked, picked_feedback = picked_entry(log)
+    if (
+        picked is not None
+        and resolution in (None, picked)
+        and not log.confirmed_out_of_scope
+        and picked_feedback != -1
+        and all(label.rule != CHOICE_PICKED for label in labels)  # a 👍 on the picked answer says the same
+    ):
+        labels.append(Label(Kind.POSITIVE, picked, CHOICE_PICKED))
     if resolution is not None:
         manual = log.resolution_entry is not None and log.resolution_entry.source.kind == Source.Kind.MANUAL
         labels.append(Label(Kind.POSITIVE, resolution, Rule.PUBLISHED_DRAFT if manual else Rule.AGENT_RESOLUTION))
     elif log.confirmed_out_of_scope or (log.escalated and log.resolved and log.escalation_reason in UNCOVERED_REASONS):
         labels.append(Label(Kind.OUT_OF_SCOPE, None, Rule.UNCOVERED))
     return labels
+
+
+def picked_entry(log: TurnLog) -> tuple[int | None, int | None]:
+    """The entry the customer picked among the choices this turn offered, and the feedback its answer got."""
+    reply = log.reply
+    decision = (reply.decision if reply is not None else None) or {}
+    picked = str(decision.get("picked") or "")
+    if not picked.isdigit():
+        return None, None
+    if "picked_from" in decision:  # the logged reply is the picked answer itself
+        return int(picked), log.feedback
+    if picked not in {str(o.get("entry_id")) for o in decision.get("offered") or [] if isinstance(o, dict)}:
+        return None, None
+    answer = (
+        Message.objects.filter(reply_to_id=log.question_id, role=Message.Role.BOT, entry_id=int(picked))
+        .order_by("id")
+        .values_list("feedback", flat=True)
+        .first()
+    )
+    return int(picked), answer
 
 
 @transaction.atomic
@@ -112,7 +148,7 @@ def derive_for_turn(log: TurnLog, now: datetime | None = None) -> list[LabelledE
 def derive_labels(kb: KnowledgeBase, until: datetime | None = None) -> int:
     """Derive labels for every kept turn of ``kb`` logged up to ``until``; returns how many labels there are."""
     now = timezone.now()
-    logs = TurnLog.objects.filter(knowledge_base=kb).select_related("resolution_entry__source")
+    logs = TurnLog.objects.filter(knowledge_base=kb).select_related("resolution_entry__source", "reply")
     if until is not None:
         logs = logs.filter(created_at__lte=until)
     return sum(len(derive_for_turn(log, now)) for log in logs.iterator())

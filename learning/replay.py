@@ -1,9 +1,10 @@
 """Labelled queries replayed as confirmed conversations, through the chat's actions and the turn logging.
 
-Each query becomes a conversation: the customer's message, the bot's real decision (answer or escalation,
-by ``knowledge.routing.route``), the turn log written by the same code as the Celery task, and the outcome
-confirmed as the label says (the right entry, or not covered). A retraining then learns from them exactly
-as it learns from agent-confirmed conversations.
+Each query becomes a conversation: the customer's message, the bot's real decision (answer, choices or
+escalation, by ``knowledge.routing.route``), the turn log written by the same code as the Celery task, and
+the outcome confirmed as the label says (the right entry, or not covered). Offered choices are picked as a
+customer would (docs EVAL.md): the right entry when it is offered, otherwise "none of these". A retraining
+then learns from them exactly as it learns from agent-confirmed conversations.
 """
 
 from __future__ import annotations
@@ -11,23 +12,23 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
 
 from chat import actions as chat_actions
-from chat.models import Conversation, Ticket
+from chat.models import Conversation, Message, Ticket
+from chat.schemas import OtherChoice
 from knowledge.evaluation import LabelledQuery
 from knowledge.models import Entry, KnowledgeBase
+from knowledge.vocabulary import Outcome
 from learning import actions, labels, signals
 from learning.models import TurnLog
 
-REPLAY_USER = "replay"
+if TYPE_CHECKING:
+    from knowledge.routing import Decision
 
-_ESCALATION_REASONS = {
-    "human_request": Ticket.Reason.HUMAN_REQUEST,
-    "out_of_scope": Ticket.Reason.OUT_OF_SCOPE,
-    "low_confidence": Ticket.Reason.LOW_CONFIDENCE,
-}
+REPLAY_USER = "replay"
 
 
 def pick_half(queries: Sequence[LabelledQuery], half: str | None, seed: int) -> list[LabelledQuery]:
@@ -57,7 +58,10 @@ def replay_query(kb: KnowledgeBase, text: str, entry: Entry | None, agent: User)
         conversation.save()
         message, _ = chat_actions.add_customer_message(conversation, text)
         decision = routing.route(kb, text)
-        if decision.answer and decision.entry is not None:
+        reply: Message
+        if decision.outcome == Outcome.CHOICES and decision.choices:
+            reply = _pick_as_a_customer(conversation, message, decision, entry, agent)
+        elif decision.answer and decision.entry is not None:
             answer = decision.entry.answer_in(chat_actions.language_of(conversation))[1]
             reply = chat_actions.record_bot_message(
                 conversation,
@@ -72,7 +76,7 @@ def replay_query(kb: KnowledgeBase, text: str, entry: Entry | None, agent: User)
         else:
             _, reply = chat_actions.escalate(
                 conversation,
-                _ESCALATION_REASONS.get(decision.reason, Ticket.Reason.LOW_CONFIDENCE),
+                decision.reason or Ticket.Reason.LOW_CONFIDENCE,
                 confidence=decision.confidence,
                 candidates=[c.as_dict() for c in decision.candidates],
                 trigger=message,
@@ -83,6 +87,29 @@ def replay_query(kb: KnowledgeBase, text: str, entry: Entry | None, agent: User)
         log = actions.confirm_turn(log, entry)
         labels.derive_for_turn(log)
     return log
+
+
+def _pick_as_a_customer(
+    conversation: Conversation, message: Message, decision: Decision, entry: Entry | None, agent: User
+) -> Message:
+    """Offer the choices, then pick the right entry if it is among them, else "none of these"."""
+    offer = chat_actions.offer_choices(conversation, message, decision)
+    offered = {str(o["entry_id"]) for o in offer.decision["offered"]}
+    wanted = str(entry.pk) if entry is not None and str(entry.pk) in offered else OtherChoice.NONE
+    pick = chat_actions.choose(conversation, offer.pk, wanted)
+    if pick.entry is not None:
+        chat_actions.record_bot_message(
+            conversation,
+            message,
+            pick.entry.answer_in(chat_actions.language_of(conversation))[1],
+            decision={**pick.decision().as_dict(), **pick.note()},
+            entry_id=pick.entry.pk,
+            confidence=pick.decision().confidence,
+            model_used="replay",
+        )
+    else:
+        chat_actions.resolve(conversation, agent)
+    return offer
 
 
 @dataclass

@@ -131,3 +131,55 @@ def test_contradicted_positive_is_not_trained_on_and_negatives_only_calibrate(kb
     LabelledExample.objects.update(split="train")
     assert labels.labelled_pairs(kb, ["train"], with_negatives=False) == []
     assert labels.labelled_pairs(kb, ["train"], with_negatives=True) == [("parcel cost?", None)]
+
+
+# --- choices ---------------------------------------------------------------------------------------
+def offered_choices(kb, text: str, *keys: str):
+    """A question the bot answered with choices over ``keys``, stored by the chat's own actions."""
+    from chat.models import Conversation
+    from knowledge.routing import Candidate, Decision
+    from knowledge.vocabulary import Outcome
+
+    conversation = Conversation(knowledge_base=kb, language="en")
+    conversation.issue_token()
+    conversation.save()
+    question, _ = chat_actions.add_customer_message(conversation, text)
+    candidates = [Candidate(entry(key).pk, entry(key).question, 0.6) for key in keys]
+    offer = chat_actions.offer_choices(conversation, question, Decision(Outcome.CHOICES, 0.5, choices=candidates))
+    return conversation, question, offer
+
+
+def answer_pick(conversation, pick):
+    """The picked answer as the turn layer stores it (the extractive text of the entry)."""
+    return chat_actions.record_bot_message(
+        conversation,
+        pick.question,
+        pick.entry.answer,
+        decision={**pick.decision().as_dict(), **pick.note()},
+        entry_id=pick.entry.pk,
+        confidence=pick.decision().confidence,
+    )
+
+
+def test_an_entry_the_customer_picked_among_the_choices_is_a_positive_for_it(kb):
+    conversation, _, offer = offered_choices(kb, "the parcel thing", "ship", "return", "track")
+    assert derived(offer) == []  # offered, not picked yet: nothing learned
+    pick = chat_actions.choose(conversation, offer.pk, str(entry("return").pk))
+    answer = answer_pick(conversation, pick)
+    assert derived(offer) == [(Kind.POSITIVE, "return", labels.CHOICE_PICKED)]
+    assert derived(answer) == [(Kind.POSITIVE, "return", labels.CHOICE_PICKED)]  # one turn, one label
+
+
+def test_a_picked_answer_marked_not_helpful_is_no_positive(kb):
+    conversation, _, offer = offered_choices(kb, "the parcel thing", "ship", "return")
+    answer = answer_pick(conversation, chat_actions.choose(conversation, offer.pk, str(entry("ship").pk)))
+    chat_actions.give_feedback(conversation, answer.pk, helpful=False)
+    assert (Kind.POSITIVE, "ship", labels.CHOICE_PICKED) not in derived(answer)
+
+
+def test_none_of_these_is_no_positive_and_hands_over_as_no_choice_fits(kb):
+    conversation, question, offer = offered_choices(kb, "the parcel thing", "ship", "return")
+    chat_actions.choose(conversation, offer.pk, "none")
+    assert derived(offer) == []
+    log = TurnLog.objects.get(question=question)
+    assert (log.escalated, log.escalation_reason) == (True, Ticket.Reason.NO_CHOICE_FITS)
