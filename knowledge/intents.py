@@ -190,6 +190,23 @@ def build_detector(splits: Sequence[str] = ("train", "heldout")) -> NeighbourDet
 
 _lock = threading.Lock()
 _detector: NeighbourDetector | None = None
+_language_means: dict[str, np.ndarray] | None = None
+
+
+def language_means() -> dict[str, np.ndarray]:
+    """The mean query vector of the bank's phrases in each language (both languages say the same kinds of thing).
+
+    Their difference is the direction in which the encoder separates the languages themselves; routing removes it
+    from a message written in another language than the knowledge base (``knowledge.routing.aligned``).
+    """
+    global _language_means
+    with _lock:
+        if _language_means is None:
+            phrases = load_bank()
+            matrix = bank_vectors(phrases)
+            languages = np.array([p.lang for p in phrases])
+            _language_means = {str(code): matrix[languages == code].mean(axis=0) for code in sorted(set(languages))}
+        return _language_means
 
 
 def neighbour_detector() -> NeighbourDetector:
