@@ -68,11 +68,6 @@ async def test_message_over_the_configured_length_is_refused_and_names_the_limit
     assert await stored_texts(chat.id) == ["y" * 40, *(await stored_texts(chat.id))[1:]]
 
 
-async def test_nul_character_is_refused(chat: Chat):
-    assert_error(await chat.post("/messages", {"text": "hola\x00"}), 400, "invalid_request")
-    assert await stored_texts(chat.id) == []
-
-
 @pytest.mark.parametrize(
     "body",
     [b"{not json", b'["text", "hola"]', b'"hola"', b"\xff\xfe"],
