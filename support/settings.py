@@ -119,13 +119,14 @@ if _database_password:
     DATABASES["default"]["PASSWORD"] = _database_password
 # PostgreSQL: each process keeps a pool of at most DATABASE_POOL_MAX_SIZE connections (psycopg_pool),
 # lent to a request (ASGI: one thread per request) until it ends and checked before each loan; a
-# request beyond the pool waits up to DATABASE_POOL_TIMEOUT_S for one. Persistent connections
+# request beyond the pool waits its turn, up to DATABASE_POOL_TIMEOUT_S (under a burst the pool is the
+# queue: failing sooner would turn a slow answer into an error). Persistent connections
 # (CONN_MAX_AGE) don't suit ASGI's thread per request, hence a pool and CONN_MAX_AGE 0 there.
 # Budget: WEB_CONCURRENCY (uvicorn workers) x DATABASE_POOL_MAX_SIZE + one per Celery worker process
 # + beat + a few for manage.py must stay below PostgreSQL's max_connections (100 by default).
 # DATABASE_POOL_MAX_SIZE=0: no pool (one connection per thread, kept DATABASE_CONN_MAX_AGE seconds).
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0, maximum=1000)
-DATABASE_POOL_TIMEOUT_S = env_float("DATABASE_POOL_TIMEOUT_S", 20.0, minimum=0.1)
+DATABASE_POOL_TIMEOUT_S = env_float("DATABASE_POOL_TIMEOUT_S", 60.0, minimum=0.1)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {

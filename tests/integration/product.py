@@ -61,10 +61,23 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeou
 
 @contextlib.contextmanager
 def chroma_server(path: Path, log: Path) -> Iterator[str]:
-    """Chroma's own server (shipped in the chromadb package), serving ``path`` on a free loopback port."""
+    """Chroma's own server (shipped in the chromadb package), serving ``path`` on a free loopback port.
+
+    Like scripts/run.sh, it holds the folder's lock while it runs: a process that opened the folder on disk
+    instead of asking the server would be refused.
+    """
+    import fcntl
+
+    from knowledge.vectorstore import lock_file
+
     port = free_port()
     env = {**os.environ, "RUST_LOG": "warn"}
-    with log.open("wb") as out:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file(path).open("a+") as lock, log.open("wb") as out:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.truncate(0)
+        lock.write("the test's Chroma server")
+        lock.flush()
         process = subprocess.Popen(
             [str(BIN / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
             env=env,

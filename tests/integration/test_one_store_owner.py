@@ -96,10 +96,13 @@ def test_worker_and_command_ingest_while_customers_chat(tmp_path):
     data = tmp_path / "data"
     db = data / "db.sqlite3"
     with chroma_server(data / "chroma", tmp_path / "chroma.log") as chroma_url:
-        env = product_env(data, CHROMA_URL=chroma_url)
+        # As scripts/run.sh does: web and worker are told the URL; commands in another shell find it in chroma.url.
+        (data / "chroma.url").write_text(chroma_url + "\n", encoding="utf-8")
+        env = product_env(data)
+        served = product_env(data, CHROMA_URL=chroma_url)
         manage(env, "migrate", "--noinput")
         manage(env, "ingest", str(TINY_FAQ), "--kb", "shop")
-        with uvicorn(env, tmp_path / "web.log") as base, celery_worker(env, tmp_path / "worker.log"):
+        with uvicorn(served, tmp_path / "web.log") as base, celery_worker(served, tmp_path / "worker.log"):
             chatter = Chatter(base)
             chatter.start()
             try:
