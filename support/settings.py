@@ -221,12 +221,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # retry countdown, or a task still running would run twice. The long jobs (a knowledge sync, a retraining
 # job) are acknowledged on receipt instead and recovered their own way (a job's heartbeat; a sync is
 # started again from the admin), so they never hold a message for long.
-CELERY_VISIBILITY_TIMEOUT_S = env_int("CELERY_VISIBILITY_TIMEOUT_S", 300, minimum=60)
+CELERY_VISIBILITY_TIMEOUT_S = env_int("CELERY_VISIBILITY_TIMEOUT_S", 300, minimum=10)
 if CELERY_BROKER_URL.startswith("redis://"):
     CELERY_BROKER_TRANSPORT = "support.celery:RedisTransport"  # survives losing Redis (see there)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
+        # look for messages past their visibility timeout every 10 s (kombu's default: every 100 s)
+        "unacked_restore_throttle": 1,
         # a Redis that is down or hung costs a web request a few seconds at most (enqueueing a turn log)
         "socket_connect_timeout": 3,
         "socket_timeout": 10,

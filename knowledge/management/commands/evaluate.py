@@ -57,6 +57,58 @@ class Command(BaseCommand):
         target = options["target_wrong_rate"]
         target = settings.TARGET_WRONG_ANSWER_RATE if target is None else target
 
+        # Never on the live database: the run happens in a child process whose database is a throw-away
+        # SQLite file (migrated there, deleted here after), as its index is a throw-away Chroma folder.
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        from django.core.management import call_command
+
+        if Path(str(settings.DATABASES["default"]["NAME"])).parent.name.startswith("evaluate-db-"):
+            call_command("migrate", verbosity=0, interactive=False)
+        else:
+            argv: list[str] = []
+            for action in self.create_parser("manage.py", "evaluate")._actions:  # every option of this command
+                value = options.get(action.dest)
+                if not action.option_strings or action.dest in ("help", "settings", "pythonpath") or value is None:
+                    continue
+                if isinstance(value, bool):
+                    argv += [action.option_strings[-1]] if value and action.const is True else []
+                    continue
+                argv += [action.option_strings[-1], str(value.resolve() if isinstance(value, Path) else value)]
+            with tempfile.TemporaryDirectory(prefix="evaluate-db-") as database:
+                env = {
+                    **os.environ,
+                    "DATABASE_URL": f"sqlite:///{database}/db.sqlite3",
+                    "DATA_DIR": str(settings.DATA_DIR),  # the same vector cache
+                }
+                child = subprocess.Popen(  # noqa: S603 - this interpreter, this command, its own options
+                    [sys.executable, str(settings.BASE_DIR / "manage.py"), "evaluate", *argv],
+                    cwd=settings.BASE_DIR,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                errors: list[str] = []
+
+                def relay_stderr() -> None:
+                    for line in child.stderr or []:
+                        errors.append(line.rstrip("\n"))
+                        self.stderr.write(errors[-1])
+
+                relay = threading.Thread(target=relay_stderr, daemon=True)
+                relay.start()
+                for line in child.stdout or []:
+                    self.stdout.write(line.rstrip("\n"))
+                relay.join()
+                if child.wait():
+                    last = next((e for e in reversed(errors) if e.strip()), f"exit status {child.returncode}")
+                    raise CommandError(last.removeprefix("CommandError: "))
+            return
+
         with (
             tempfile.TemporaryDirectory(prefix="evaluate-") as folder,
             override_settings(CHROMA_PATH=Path(folder), CHROMA_URL=""),
