@@ -32,7 +32,7 @@ def main() -> None:
         str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"),
     )
     isolated_django()
-    from chat.chain import build_chain
+    from chat.chain import FinalEvent, build_chain
     from chat.llm import get_chat_model
     from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
 
@@ -48,13 +48,13 @@ def main() -> None:
         for text, language in questions[: args.limit]:
             final = None
             async for event in chain.astream({"kb": kb, "text": text, "language": language}):
-                if event["type"] == "final":
+                if isinstance(event, FinalEvent):
                     final = event
-            if final is None or final["check"] is None:
+            if final is None or final.check is None:
                 outcomes["not answered"] += 1
                 continue
-            outcomes["kept" if final["check"]["ok"] else "replaced"] += 1
-            for problem in final["check"]["problems"]:
+            outcomes["kept" if final.check["ok"] else "replaced"] += 1
+            for problem in final.check["problems"]:
                 problems[problem.split(":")[0]] += 1
 
     asyncio.run(run())
