@@ -25,7 +25,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message, Ticket
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
 from learning.models import LabelledExample, RetrainingJob, Split, TurnLog
-from learning.redaction import redact
+from learning.redaction import redact, secrets_in
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,10 @@ def refresh_turn(question: Message) -> TurnLog:
     """Write what is known now about the turn that ``question`` opened: decision, answer, feedback, outcome."""
     conversation = question.conversation
     replies = list(question.replies.filter(role__in=[Message.Role.BOT, Message.Role.SYSTEM]).order_by("id"))
-    answer = next((m for m in replies if m.role == Message.Role.BOT), None)
+    # a choices turn's first bot reply is the offer; the answer is the reply from the entry the customer picked
+    answer = next((m for m in replies if m.role == Message.Role.BOT and m.entry_id), None) or next(
+        (m for m in replies if m.role == Message.Role.BOT), None
+    )
     first = answer or (replies[0] if replies else None)
     decision: dict[str, Any] = (first.decision if first else {}) or {}
     ticket = Ticket.objects.filter(trigger_message=question).order_by("-pk").first()
@@ -122,6 +125,9 @@ def refresh_turn(question: Message) -> TurnLog:
         agent_replies = agent_replies.filter(id__lt=next_turn)
     agent_texts = list(agent_replies.order_by("id").values_list("text", flat=True))
     known = [conversation.customer_name] if conversation.customer_name else []
+    # a PIN or password the customer typed anywhere in the conversation is removed wherever it is echoed
+    typed = conversation.messages.filter(role=Message.Role.CUSTOMER).values_list("text", flat=True)
+    secrets = sorted({value for text in typed for value in secrets_in(text)})
     existing = TurnLog.objects.filter(question=question).first()
     resolution = existing.resolution_entry if existing and existing.resolution_entry_id else None
     if resolution is None and ticket is not None and not (existing and existing.confirmed_out_of_scope):
@@ -130,8 +136,8 @@ def refresh_turn(question: Message) -> TurnLog:
         "knowledge_base_id": conversation.knowledge_base_id,
         "conversation": conversation,
         "reply": first,
-        "text": redact(question.text, known),
-        "reply_text": redact(first.text, known) if first else "",
+        "text": redact(question.text, known, secrets),
+        "reply_text": redact(first.text, known, secrets) if first else "",
         "language": conversation.language or conversation.knowledge_base.default_language,
         "decision_reason": str(decision.get("reason") or ""),
         "candidates": decision.get("candidates") or [],
@@ -147,7 +153,7 @@ def refresh_turn(question: Message) -> TurnLog:
         ).exists(),
         "escalated": ticket is not None,
         "escalation_reason": ticket.reason if ticket else "",
-        "resolution_text": redact("\n".join(agent_texts), known),
+        "resolution_text": redact("\n".join(agent_texts), known, secrets),
         "resolution_entry": resolution,
         "resolved": bool(existing and existing.resolved)
         or (ticket is not None and ticket.status == Ticket.Status.RESOLVED),

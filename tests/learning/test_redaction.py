@@ -278,10 +278,6 @@ def test_a_secret_echoed_without_its_cue_is_removed_when_the_conversations_secre
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="learning.actions.refresh_turn redacts agent replies without the question's secrets_in(); see the report",
-)
 def test_an_agent_echoing_the_customers_pin_without_a_cue_is_not_logged(make_turn, agent):
     conversation, _question, reply = make_turn("el PIN 4821 no me deja entrar")
     chat_actions.claim(conversation.tickets.get(), agent)
