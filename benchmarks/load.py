@@ -4,7 +4,8 @@
 
 Each customer does what the widget does: starts a conversation (POST /api/conversations), then posts
 ``--messages`` different questions one after another (POST .../messages, Accept: text/event-stream) and reads
-each turn's SSE stream to its end. All customers run at once. Bounded: loopback servers only, N × M messages,
+each turn's SSE stream to its end (with ``--events`` it also keeps the live-events stream open, as the widget
+does). All customers run at once. Bounded: loopback servers only, N × M messages,
 and a global ``--timeout`` after which whatever is still running is cancelled and counted. It reports HTTP
 status counts and p50/p95 per message (request sent → stream ended), then, with the server's own settings
 (run it with the same DATABASE_URL and DATA_DIR as the server), checks in the database that:
@@ -79,6 +80,7 @@ class Sent:
 class Run:
     starts: list[int | str] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
+    events: list[int | str] = field(default_factory=list)  # statuses of the live-events streams opened
     cancelled: int = 0
 
 
@@ -105,7 +107,22 @@ def parse_sse(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-async def customer(client: httpx.AsyncClient, n: int, messages: int, run: Run, forwarded_for: bool) -> None:
+async def listen(client: httpx.AsyncClient, conversation: str, headers: dict[str, str], run: Run) -> None:
+    """The widget's live-events stream (agent replies, status), reopened whenever the server closes it."""
+    while True:
+        try:
+            async with client.stream("GET", f"/api/conversations/{conversation}/events", headers=headers) as response:
+                run.events.append(response.status_code)
+                async for _ in response.aiter_lines():
+                    pass
+        except (httpx.HTTPError, OSError) as exc:
+            run.events.append(type(exc).__name__)
+            await asyncio.sleep(1)
+
+
+async def customer(
+    client: httpx.AsyncClient, n: int, messages: int, run: Run, forwarded_for: bool, events: bool
+) -> None:
     headers = {"X-Forwarded-For": f"198.51.{n // 250}.{n % 250 + 1}"} if forwarded_for else {}
     try:
         response = await client.post("/api/conversations", json={"kb": "default"}, headers=headers)
@@ -117,8 +134,20 @@ async def customer(client: httpx.AsyncClient, n: int, messages: int, run: Run, f
         return
     body = response.json()
     headers |= {"Authorization": f"Bearer {body['token']}", "Accept": "text/event-stream"}
+    listening = asyncio.create_task(listen(client, body["id"], headers, run)) if events else None
+    try:
+        await converse(client, n, body["id"], messages, headers, run)
+    finally:
+        if listening is not None:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+
+
+async def converse(
+    client: httpx.AsyncClient, n: int, conversation: str, messages: int, headers: dict[str, str], run: Run
+) -> None:
     for k in range(messages):
-        sent = Sent(body["id"], uuid.uuid4().hex, QUESTIONS[(n + k) % len(QUESTIONS)])
+        sent = Sent(conversation, uuid.uuid4().hex, QUESTIONS[(n + k) % len(QUESTIONS)])
         run.sent.append(sent)
         started = time.perf_counter()
         lines: list[str] = []
@@ -154,12 +183,17 @@ async def customer(client: httpx.AsyncClient, n: int, messages: int, run: Run, f
                 sent.done = True
 
 
-async def load(url: str, customers: int, messages: int, timeout: float, forwarded_for: bool) -> tuple[Run, float]:
+async def load(
+    url: str, customers: int, messages: int, timeout: float, forwarded_for: bool, events: bool
+) -> tuple[Run, float]:
     run = Run()
-    limits = httpx.Limits(max_connections=customers, max_keepalive_connections=customers)
+    connections = customers * (2 if events else 1)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         started = time.perf_counter()
-        tasks = [asyncio.create_task(customer(client, n, messages, run, forwarded_for)) for n in range(customers)]
+        tasks = [
+            asyncio.create_task(customer(client, n, messages, run, forwarded_for, events)) for n in range(customers)
+        ]
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         for task in pending:
             task.cancel()
@@ -246,6 +280,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="global limit in seconds")
     parser.add_argument("--log-wait", type=float, default=120, help="seconds to wait for the worker's turn logs")
     parser.add_argument("--forwarded-for", action="store_true", help="one X-Forwarded-For address per customer")
+    parser.add_argument("--events", action="store_true", help="each customer also keeps the live-events stream open")
     parser.add_argument("--no-db-check", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -254,7 +289,7 @@ def main() -> None:
     loopback_only(args.url)
 
     run, elapsed = asyncio.run(load(args.url.rstrip("/"), args.customers, args.messages, args.timeout,
-                                    args.forwarded_for))  # fmt: skip
+                                    args.forwarded_for, args.events))  # fmt: skip
     statuses = collections.Counter(str(s.status) for s in run.sent)
     ok = [s for s in run.sent if s.status == 200 and s.done]
     outcome = collections.Counter(
@@ -268,6 +303,7 @@ def main() -> None:
         "conversation_starts": dict(collections.Counter(str(s) for s in run.starts)),
         "message_statuses": dict(statuses),
         "cancelled_at_timeout": run.cancelled,
+        "events_streams": dict(collections.Counter(str(s) for s in run.events)),
         "streams_with_error_event": sum(1 for s in run.sent if s.error_events),
         "streams_cut_short": sum(1 for s in run.sent if s.status == 200 and not s.done),
         "sent_again_after_a_dropped_connection": sum(s.retries for s in run.sent),
@@ -284,6 +320,7 @@ def main() -> None:
     server_errors = sum(n for status, n in statuses.items() if status.startswith("5") or not status.isdigit())
     starts = figures["conversation_starts"].items()
     server_errors += sum(n for status, n in starts if status.startswith("5") or not status.isdigit())
+    server_errors += sum(n for status, n in figures["events_streams"].items() if status.startswith("5"))
     failed = (
         server_errors
         or run.cancelled
