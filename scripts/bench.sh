@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 cd benchmarks
 ../.venv/bin/python routing.py
+../.venv/bin/python generalisation.py
+../.venv/bin/python intents.py
 ../.venv/bin/python api.py --runs 50
 if ../.venv/bin/python -c "import llama_cpp" 2>/dev/null; then ../.venv/bin/python api.py --runs 10 --backend llamacpp; fi
 ../.venv/bin/python agent_queue.py
