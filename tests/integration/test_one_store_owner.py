@@ -4,7 +4,8 @@ As `make run` runs the product: uvicorn and a Celery worker as separate processe
 (SQLite, the filesystem broker), the Chroma server as a third process, every process its client.
 A FAQ arrives through the worker (as the admin's upload does) and through `manage.py ingest` in yet
 another process while a customer chats over HTTP: no turn fails, and the new entries are answered
-on the next message. Without a server, a second process that would open the folder is refused.
+on the next message. (Without a server, a second process that would open the folder is refused:
+tests/support/test_health.py.)
 """
 
 from __future__ import annotations
@@ -135,17 +136,3 @@ def test_worker_and_command_ingest_while_customers_chat(tmp_path):
     with sqlite3.connect(db) as connection:
         reasons = [row[0] for row in connection.execute("SELECT reason FROM chat_ticket")]
     assert "system_error" not in reasons
-
-
-def test_without_a_server_a_second_process_is_refused_and_the_first_keeps_answering(tmp_path):
-    """The embedded default, run by hand without `make run`: the web process owns the folder; `ingest` says so."""
-    data = tmp_path / "data"
-    env = product_env(data)
-    manage(env, "migrate", "--noinput")
-    manage(env, "ingest", str(TINY_FAQ), "--kb", "shop")
-    with uvicorn(env, tmp_path / "web.log") as base:
-        assert _answered(ask(base, CHATTED[0]), "4.95")  # the web process has opened the folder
-        with pytest.raises(RuntimeError) as refused:
-            manage(env, "ingest", str(write_faq(tmp_path / "pay.jsonl", BY_COMMAND)), "--kb", "shop")
-        assert "make run" in str(refused.value)
-        assert _answered(ask(base, CHATTED[1]), "30 days")

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
+from knowledge.vectorstore import VectorStoreInUse
 from support import health
 from tests.processes import stop
 
@@ -201,6 +203,8 @@ def test_a_chroma_folder_open_in_another_process_is_refused_and_named(client, se
         error = response.json()["checks"]["vector_store"]["error"]
         assert f"open in process {holder.pid}" in error
         assert "make run" in error
+        with pytest.raises(VectorStoreInUse, match="make run"):  # a command in another shell is told what to do
+            call_command("ingest", str(TINY_FAQ), "--kb", "shop")
     finally:
         stop(holder)
     health.forget_verdicts()
