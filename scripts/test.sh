@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite from scratch: Python deps, Debian packages, then pytest (the browser
 # tests run in their own pytest process: Playwright's sync API and asyncio tests don't mix).
+# The integration tests start the servers they need on loopback themselves: PostgreSQL and Redis
+# (tests/conftest.py), the Chroma server from .venv/bin/chroma, uvicorn and Celery workers
+# (tests/integration/product.py); they need only the Debian packages below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
