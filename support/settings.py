@@ -229,7 +229,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
         # look for messages past their visibility timeout every 10 s (kombu's default: every 100 s)
         "unacked_restore_throttle": 1,
-        # a Redis that is down or hung costs a web request a few seconds at most (enqueueing a turn log)
+        # A Redis that is down costs a web request nothing (enqueueing its turn log fails at once instead of
+        # retrying for 6 s: max_retries applies to publishing; a worker reconnects by the setting below), and a
+        # hung one a few seconds at most.
+        "max_retries": 0,
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
     }

@@ -144,3 +144,9 @@ def test_defaults_need_no_services_and_keep_debug_off():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "django.db.backends.sqlite3", "filesystem://", "''"]
+
+
+def test_trusted_proxies_are_addresses_or_ranges():
+    result = _start_django(TRUSTED_PROXIES="10.0.0.0/8, proxy.internal")
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES='proxy.internal' is invalid: expected IP addresses or CIDR ranges" in result.stderr
