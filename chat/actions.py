@@ -7,12 +7,19 @@ answers in ``bot``; claims use a conditional UPDATE so two agents can never both
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import math
 import re
+import statistics
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -24,7 +31,7 @@ from django.utils import timezone
 from chat import hours
 from chat.errors import ChatError, Conflict, InvalidRequest, NotFound, TooLarge, Unauthorized
 from chat.models import Conversation, Message, Ticket
-from chat.schemas import OtherChoice, StartConversation
+from chat.schemas import Contact, OtherChoice, StartConversation
 from chat.texts import text as say
 from knowledge.language import detect_language
 from knowledge.models import Entry, KnowledgeBase
@@ -39,7 +46,30 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 # --- customers -----------------------------------------------------------------------------------
-def start_conversation(data: StartConversation) -> tuple[Conversation, str]:
+class Identity(StrEnum):
+    """What became of the identity the host page passed when the conversation started."""
+
+    NONE = "none"  # the page passed none
+    VERIFIED = "verified"  # signed with CHAT_IDENTITY_SECRET: stored as the customer's id and e-mail
+    IGNORED = "ignored"  # unsigned, badly signed, or no secret configured: not stored, the chat goes on
+
+
+def identity_signature(user_id: str, email: str, secret: str) -> str:
+    """HMAC-SHA256 (hex) of the canonical identity string ``"<user id>\n<e-mail, lower case>"``."""
+    canonical = f"{user_id}\n{email.strip().lower()}"
+    return hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_identity(user_id: str, email: str, signature: str) -> bool:
+    secret = settings.CHAT_IDENTITY_SECRET
+    if not (secret and signature and (user_id or email)):
+        return False
+    return hmac.compare_digest(identity_signature(user_id, email, secret), signature.lower())
+
+
+def start_conversation(data: StartConversation) -> tuple[Conversation, str, Identity]:
+    """A new conversation and its secret. The host's identity is stored only when its signature verifies: a
+    customer must never be able to claim to be someone else, but a misconfigured site must not lose the chat."""
     kb = KnowledgeBase.objects.filter(slug=data.kb).first()
     if kb is None:
         raise NotFound(f"There is no knowledge base called {data.kb!r}.")
@@ -49,11 +79,53 @@ def start_conversation(data: StartConversation) -> tuple[Conversation, str]:
         page_url=data.page_url,
         customer_name=data.customer_name,
         customer_email=data.customer_email,
-        customer_ref=data.customer_ref,
     )
+    identity = Identity.NONE
+    if data.user_id or data.user_email or data.user_hmac:
+        identity = Identity.IGNORED
+        if verify_identity(data.user_id, data.user_email, data.user_hmac):
+            identity = Identity.VERIFIED
+            conversation.customer_ref = data.user_id
+            conversation.customer_email = data.user_email or data.customer_email
+            conversation.identity_verified = True
+        else:
+            logger.warning("host identity not verified: ignored", extra={"kb": kb.slug})
     token = conversation.issue_token()
     conversation.save()
-    return conversation, token
+    return conversation, token, identity
+
+
+def set_contact(conversation: Conversation, data: Contact) -> Conversation:
+    """The name and e-mail the customer typed (pre-chat or while away). A host-verified e-mail is kept."""
+    updates: dict[str, Any] = {"updated_at": timezone.now()}
+    if data.name:
+        updates["customer_name"] = data.name
+    if data.email and not conversation.identity_verified:
+        updates["customer_email"] = data.email
+    Conversation.objects.filter(pk=conversation.pk).update(**updates)
+    for field, value in updates.items():
+        setattr(conversation, field, value)
+    return conversation
+
+
+def close_by_customer(conversation: Conversation) -> None:
+    """The customer starts over: the conversation ends and its open ticket is closed (withdrawn), so nobody is
+    left waiting on a customer who has gone. The agent who held it sees why."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().select_related("knowledge_base").get(pk=conversation.pk)
+        closed = Ticket.objects.filter(
+            conversation=locked, status__in=[Ticket.Status.OPEN, Ticket.Status.CLAIMED]
+        ).update(status=Ticket.Status.WITHDRAWN, resolved_at=timezone.now())
+        if locked.status == Conversation.Status.RESOLVED and not closed:
+            return
+        Conversation.objects.filter(pk=locked.pk).update(
+            status=Conversation.Status.RESOLVED, assignee=None, updated_at=timezone.now()
+        )
+        conversation.status = Conversation.Status.RESOLVED
+        if closed:
+            Message.objects.create(
+                conversation=locked, role=Message.Role.SYSTEM, text=say("customer_left", language_of(locked))
+            )
 
 
 def authorised_conversation(conversation_id: str | uuid.UUID, token: str) -> Conversation:
@@ -161,16 +233,64 @@ def give_feedback(conversation: Conversation, message_id: int, helpful: bool) ->
 
 
 # --- escalation and the queue --------------------------------------------------------------------
+WAIT_HISTORY = timedelta(days=7)  # claims this recent say how long a wait is now
+WAIT_SAMPLES = 50
+WAIT_MIN_SAMPLES = 3  # fewer measured claims than this: SUPPORT_EXPECTED_WAIT_MINUTES
+THROUGHPUT_WINDOW = timedelta(hours=2)  # claims this recent say how fast the queue moves now
+MAX_WAIT_MINUTES = 120  # beyond this the customer is told "more than 2 hours", never a made-up figure
+
+
 def queue_info(conversation: Conversation) -> dict[str, Any] | None:
+    """Where the conversation's open ticket stands: its place among the waiting tickets (oldest first; ties by
+    id, so two customers never share a place) and a wait estimate from measured claim times."""
     ticket = conversation.tickets.filter(status=Ticket.Status.OPEN).order_by("-created_at").first()
     if ticket is None:
         return None
-    ahead = Ticket.objects.filter(status=Ticket.Status.OPEN, by_email=False, created_at__lt=ticket.created_at).count()
-    return {
-        "position": ahead + 1,
-        "expected_wait_minutes": settings.SUPPORT_EXPECTED_WAIT_MINUTES * (ahead + 1),
-        "by_email": ticket.by_email,
-    }
+    if ticket.by_email:
+        return {"position": None, "expected_wait_minutes": None, "wait_over": False, "by_email": True}
+    ahead = (
+        Ticket.objects.filter(status=Ticket.Status.OPEN, by_email=False)
+        .filter(Q(created_at__lt=ticket.created_at) | Q(created_at=ticket.created_at, pk__lt=ticket.pk))
+        .count()
+    )
+    minutes, over = expected_wait(ahead + 1)
+    return {"position": ahead + 1, "expected_wait_minutes": minutes, "wait_over": over, "by_email": False}
+
+
+def expected_wait(position: int) -> tuple[int, bool]:
+    """Minutes until an agent claims the ticket at ``position``, and whether it is over MAX_WAIT_MINUTES.
+
+    The first in line waits what tickets waited lately (the median wait to claim); each one ahead adds the
+    time between recent claims. No history yet: SUPPORT_EXPECTED_WAIT_MINUTES for both.
+    """
+    now = timezone.now()
+    claims: list[tuple[datetime, datetime]] = list(
+        Ticket.objects.filter(claimed_at__gte=now - WAIT_HISTORY)
+        .order_by("-claimed_at")
+        .values_list("created_at", "claimed_at")[:WAIT_SAMPLES]  # type: ignore[arg-type] # claimed_at is set here
+    )
+    waits = [(claimed - created).total_seconds() / 60 for created, claimed in claims if claimed >= created]
+    first = float(settings.SUPPORT_EXPECTED_WAIT_MINUTES)
+    if len(waits) >= WAIT_MIN_SAMPLES:
+        first = statistics.median(waits)
+    recent = sorted(claimed for _, claimed in claims if claimed >= now - THROUGHPUT_WINDOW)
+    if len(recent) >= WAIT_MIN_SAMPLES:
+        between = (recent[-1] - recent[0]).total_seconds() / 60 / (len(recent) - 1)
+    else:
+        between = first
+    between = min(max(between, 0.5), 60.0)
+    return round_wait(first + (position - 1) * between)
+
+
+def round_wait(minutes: float) -> tuple[int, bool]:
+    """A figure a person would say: whole minutes up to 10, then fives, then quarter hours; capped."""
+    if minutes > MAX_WAIT_MINUTES:
+        return MAX_WAIT_MINUTES, True
+    if minutes <= 10:
+        return max(1, math.ceil(minutes)), False
+    if minutes <= 60:
+        return int(5 * math.ceil(minutes / 5)), False
+    return min(MAX_WAIT_MINUTES, int(15 * math.ceil(minutes / 15))), False
 
 
 def summarise(
@@ -241,11 +361,9 @@ def escalate(
             email = f" ({locked.customer_email})" if locked.customer_email else ""
             notice_text = say("queued_by_email", language, hours=settings.BUSINESS_HOURS, email=email)
         else:
-            info = queue_info(locked) or {
-                "position": 1,
-                "expected_wait_minutes": settings.SUPPORT_EXPECTED_WAIT_MINUTES,
-            }
-            notice_text = say("queued", language, position=info["position"], wait=info["expected_wait_minutes"])
+            # No place or estimate in the text: both change while the customer waits (the widget's banner
+            # shows them live from queue_info); a number frozen in a message would soon be wrong.
+            notice_text = say("queued", language)
         notice = Message.objects.create(
             conversation=locked,
             role=Message.Role.SYSTEM,
@@ -466,39 +584,115 @@ def _close_ticket(conversation: Conversation, status: str) -> None:
     )
 
 
-def hand_back(conversation: Conversation, agent: User) -> None:
-    """The bot answers again from the next message on."""
+def _lock_held(conversation: Conversation, agent: User, doing: str) -> Conversation:
+    """The conversation, locked, if ``agent`` may ``doing`` it: one an agent holds only that agent may release,
+    resolve or hand back; one waiting in the queue (nobody holds it) any agent may resolve or hand back."""
+    locked = Conversation.objects.select_for_update().select_related("knowledge_base").get(pk=conversation.pk)
+    if locked.status == Conversation.Status.WITH_AGENT and locked.assignee_id != agent.pk:
+        holder = User.objects.filter(pk=locked.assignee_id or 0).values_list("username", flat=True).first()
+        raise Conflict(f"{holder or 'Another agent'} has this conversation: only they can {doing} it.")
+    return locked
+
+
+def hand_back(conversation: Conversation, agent: User) -> Message | None:
+    """The bot answers again, starting with the customer's last unanswered message (returned), if any."""
     with transaction.atomic():
-        conversation.refresh_from_db()
-        if conversation.status not in (Conversation.Status.WITH_AGENT, Conversation.Status.WAITING):
+        locked = _lock_held(conversation, agent, "hand back")
+        if locked.status not in (Conversation.Status.WITH_AGENT, Conversation.Status.WAITING):
             raise Conflict("This conversation is not with a person.")
-        _close_ticket(conversation, Ticket.Status.RELEASED)
-        Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.BOT, assignee=None)
-        conversation.status = Conversation.Status.BOT
+        _close_ticket(locked, Ticket.Status.RELEASED)
+        Conversation.objects.filter(pk=locked.pk).update(status=Conversation.Status.BOT, assignee=None)
+        conversation.status = locked.status = Conversation.Status.BOT
         Message.objects.create(
-            conversation=conversation, role=Message.Role.SYSTEM, text=say("handed_back", language_of(conversation))
+            conversation=locked, role=Message.Role.SYSTEM, text=say("handed_back", language_of(locked))
         )
+    return answer_unanswered(locked)
+
+
+def unanswered_message(conversation: Conversation) -> Message | None:
+    """The customer's latest message that nobody answered: written after the last bot or agent message, and
+    without a reply of its own (a message that was handed over has the hand-over notice as its reply)."""
+    last_reply = (
+        conversation.messages.filter(role__in=[Message.Role.BOT, Message.Role.AGENT])
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return (
+        conversation.messages.filter(role=Message.Role.CUSTOMER, id__gt=last_reply or 0, replies__isnull=True)
+        .order_by("-id")
+        .first()
+    )
+
+
+def answer_unanswered(conversation: Conversation) -> Message | None:
+    """Run the bot's normal turn for the customer's unanswered message (see unanswered_message), if any: the
+    answer, choices or hand-over are stored and reach the widget like any reply. Returns that message."""
+    from chat.turns import respond
+
+    message = unanswered_message(conversation)
+    if message is None or conversation.status != Conversation.Status.BOT:
+        return None
+    fresh = Conversation.objects.select_related("knowledge_base").get(pk=conversation.pk)
+
+    async def turn() -> None:
+        async for _ in respond(fresh, message):
+            pass
+
+    try:
+        async_to_sync(turn)()
+    except Exception:  # the turn escalates its own failures; this keeps the agent's click from failing
+        logger.exception("answering the pending message failed", extra={"conversation": str(conversation.pk)})
+    return message
 
 
 def release(conversation: Conversation, agent: User) -> None:
     """Put a claimed conversation back in the queue for another agent."""
     with transaction.atomic():
-        updated = Ticket.objects.filter(conversation=conversation, status=Ticket.Status.CLAIMED).update(
+        locked = _lock_held(conversation, agent, "release")
+        if locked.status != Conversation.Status.WITH_AGENT:
+            raise Conflict("This conversation is not claimed.")
+        updated = Ticket.objects.filter(conversation=locked, status=Ticket.Status.CLAIMED).update(
             status=Ticket.Status.OPEN, claimed_by=None, claimed_at=None
         )
         if not updated:
             raise Conflict("This conversation is not claimed.")
-        Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.WAITING, assignee=None)
+        Conversation.objects.filter(pk=locked.pk).update(status=Conversation.Status.WAITING, assignee=None)
+        conversation.status = Conversation.Status.WAITING
 
 
 def resolve(conversation: Conversation, agent: User) -> None:
+    """Close the conversation with one closing message; when a ticket was open, that message asks the customer
+    for a 1-5 satisfaction rating (answered through rate_resolution)."""
     with transaction.atomic():
-        _close_ticket(conversation, Ticket.Status.RESOLVED)
-        Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.RESOLVED)
+        locked = _lock_held(conversation, agent, "resolve")
+        if locked.status == Conversation.Status.RESOLVED:
+            raise Conflict("This conversation is already resolved.")
+        ticket = locked.tickets.filter(status__in=[Ticket.Status.OPEN, Ticket.Status.CLAIMED]).order_by("-pk").first()
+        _close_ticket(locked, Ticket.Status.RESOLVED)
+        Conversation.objects.filter(pk=locked.pk).update(status=Conversation.Status.RESOLVED)
         conversation.status = Conversation.Status.RESOLVED
+        language = language_of(locked)
         Message.objects.create(
-            conversation=conversation, role=Message.Role.SYSTEM, text=say("resolved", language_of(conversation))
+            conversation=locked,
+            role=Message.Role.SYSTEM,
+            text=say("resolved_csat" if ticket else "resolved", language),
+            decision={"csat_ticket": ticket.pk, "csat_rating": None} if ticket else {},
         )
+
+
+def rate_resolution(conversation: Conversation, message_id: int, rating: int) -> Message:
+    """The customer's 1-5 answer to the satisfaction question of closing message ``message_id``; a second
+    answer replaces the first (a slip of the finger), on the message and on its ticket."""
+    message = conversation.messages.filter(pk=message_id, role=Message.Role.SYSTEM).first()
+    ticket_id = message.decision.get("csat_ticket") if message is not None else None
+    if message is None or not ticket_id:
+        raise NotFound("No satisfaction question with that id in this conversation.")
+    with transaction.atomic():
+        Ticket.objects.filter(pk=ticket_id, conversation=conversation).update(csat=rating, csat_at=timezone.now())
+        message.decision = {**message.decision, "csat_rating": rating}
+        message.save(update_fields=["decision"])
+    return message
 
 
 def open_tickets() -> Any:

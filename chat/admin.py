@@ -12,13 +12,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.expressions import Combinable
 from django.http import HttpRequest
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from chat import admin_views
+from chat.markdown import without_bidi_controls
 from chat.models import CannedReply, Conversation, Message, Ticket
 
 
@@ -60,22 +62,38 @@ class ActiveFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReplyChannelFilter(admin.SimpleListFilter):
+    """Ticket.by_email, titled so the sidebar does not read "By by email"."""
+
+    title = "reply channel"
+    parameter_name = "by_email"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("0", "In the chat"), ("1", "By e-mail (opened out of hours)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> QuerySet[Ticket]:
+        if self.value() in ("0", "1"):
+            return queryset.filter(by_email=self.value() == "1")
+        return queryset
+
+
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
     """The queue: oldest first, stale ones highlighted, refreshed live by chat/static/chat/agent.js."""
 
+    # One line per ticket at 1280 px: what it is, whose it is, how long it waited, then the text (cut to fit).
     list_display = (
         "ticket",
+        "state",
+        "owner",
         "waiting",
         "reason",
-        "confidence_display",
         "language",
-        "summary_short",
+        "customer",
         "last_message",
-        "status",
-        "claimed_by",
     )
-    list_filter = (ActiveFilter, AssigneeFilter, "status", "reason", "conversation__language", "by_email")
+    list_display_links = None
+    list_filter = (ActiveFilter, AssigneeFilter, "status", "reason", "conversation__language", ReplyChannelFilter)
     ordering = ("created_at",)
     list_select_related = ("conversation", "claimed_by")
     list_per_page = 50
@@ -90,7 +108,22 @@ class TicketAdmin(admin.ModelAdmin):
         last = Message.objects.filter(
             conversation=OuterRef("conversation_id"), role__in=[Message.Role.CUSTOMER, Message.Role.AGENT]
         ).order_by("-id")
-        return super().get_queryset(request).annotate(last_text=Subquery(last.values("text")[:1]))
+        waiting_first = Case(
+            When(status=Ticket.Status.OPEN, then=Value(0)),
+            When(status=Ticket.Status.CLAIMED, then=Value(1)),
+            default=Value(2),
+            output_field=IntegerField(),
+        )
+        # Not super().get_queryset(): it orders by get_ordering() before queue_rank exists.
+        return (
+            Ticket.objects.annotate(last_text=Subquery(last.values("text")[:1]), queue_rank=waiting_first)
+            .select_related(*self.list_select_related)
+            .order_by(*self.get_ordering(request))
+        )
+
+    def get_ordering(self, request: HttpRequest) -> list[str | Combinable]:
+        """Waiting tickets first (oldest first), then those with an agent, then the rest."""
+        return ["queue_rank", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tickets come from escalations only
@@ -110,21 +143,31 @@ class TicketAdmin(admin.ModelAdmin):
         label = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
         return format_html('<span class="{}">{}</span>', "stale" if stale else "", label)
 
-    @admin.display(description="confidence", ordering="confidence")
-    def confidence_display(self, ticket: Ticket) -> str:
-        return "—" if ticket.confidence is None else f"{ticket.confidence:.2f}"
+    @admin.display(description="status", ordering="queue_rank")
+    def state(self, ticket: Ticket) -> str:
+        return format_html('<span class="q-status {}">{}</span>', ticket.status, ticket.get_status_display())
 
-    @admin.display(description="language", ordering="conversation__language")
+    @admin.display(description="claimed by", ordering="claimed_by__username")
+    def owner(self, ticket: Ticket) -> str:
+        if ticket.claimed_by is None:
+            return "—"
+        return format_html("<bdi>{}</bdi>", ticket.claimed_by.first_name or ticket.claimed_by.get_username())
+
+    @admin.display(description="lang", ordering="conversation__language")
     def language(self, ticket: Ticket) -> str:
         return ticket.conversation.language
 
-    @admin.display(description="summary")
-    def summary_short(self, ticket: Ticket) -> str:
-        return ticket.summary[:140]
+    @admin.display(description="customer")
+    def customer(self, ticket: Ticket) -> str:
+        conversation = ticket.conversation
+        who = conversation.customer_name or conversation.customer_email or "anonymous"
+        title = " · ".join(filter(None, [conversation.customer_name, conversation.customer_email]))
+        return format_html('<bdi title="{}">{}</bdi>', title, without_bidi_controls(who)[:60])
 
     @admin.display(description="last message")
     def last_message(self, ticket: Ticket) -> str:
-        return (getattr(ticket, "last_text", "") or "")[:100]
+        text = without_bidi_controls(getattr(ticket, "last_text", "") or "")
+        return format_html('<bdi dir="auto" title="{}">{}</bdi>', text[:300], text[:160])
 
     def get_urls(self) -> list[URLPattern]:
         return [

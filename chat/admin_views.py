@@ -10,9 +10,10 @@ from django.contrib.admin import site
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model
+from django.db.models import Model, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from chat import actions
@@ -67,29 +68,97 @@ def choices_seen(message: Message) -> dict[str, Any] | None:
 
 
 def workspace(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+    """The conversation for an agent. Its script works it in place: a POST or ``?partial=1`` asked for by fetch
+    (header ``X-Requested-With: fetch``) answers with JSON holding the parts of the page that changed."""
     _require(request, "chat.view_conversation")
+    in_place = request.headers.get("X-Requested-With") == "fetch"
+    if request.method == "POST":
+        _require(request, WORK_PERMISSION)
+        conversation = get_object_or_404(Conversation, pk=conversation_id)
+        _act(request, conversation)
+        if not in_place:
+            return HttpResponseRedirect(reverse("admin:chat_conversation_work", args=[conversation.pk]))
     conversation = get_object_or_404(
         Conversation.objects.select_related("assignee", "knowledge_base"), pk=conversation_id
     )
-    if request.method == "POST":
-        _require(request, WORK_PERMISSION)
-        _act(request, conversation)
-        return HttpResponseRedirect(reverse("admin:chat_conversation_work", args=[conversation.pk]))
-    ticket = conversation.tickets.order_by("-created_at").first()
+    if in_place:
+        return JsonResponse(_parts(request, conversation))
     history = list(conversation.messages.select_related("author", "entry").order_by("id"))
     context = {
         **site.each_context(request),
+        **_context(request, conversation),
         "title": f"Conversation {conversation}",
-        "conversation": conversation,
-        "ticket": ticket,
         "history": [(message, choices_seen(message)) for message in history],
         "last_id": max((m.pk for m in history), default=0),
-        "canned": CannedReply.objects.filter(language__in=["", conversation.language]),
-        "can_work": request.user.has_perm(WORK_PERMISSION),
-        "is_mine": conversation.assignee_id == request.user.pk,
         "opts": Conversation._meta,
     }
     return render(request, "admin/chat/workspace.html", context)
+
+
+def _context(request: HttpRequest, conversation: Conversation) -> dict[str, Any]:
+    past, can_match = past_conversations(conversation)
+    page_url = conversation.page_url if conversation.page_url.lower().startswith(("http://", "https://")) else ""
+    return {
+        "conversation": conversation,
+        "ticket": conversation.tickets.order_by("-created_at").first(),
+        "canned": CannedReply.objects.filter(language__in=["", conversation.language]),
+        "can_work": request.user.has_perm(WORK_PERMISSION),
+        "is_mine": conversation.assignee_id == request.user.pk,
+        "past": past,
+        "can_match_past": can_match,
+        "page_url": page_url,
+    }
+
+
+def past_conversations(conversation: Conversation, limit: int = 10) -> tuple[list[Conversation], bool]:
+    """The customer's other conversations, newest first: by the host-verified user id, else by e-mail. A name is
+    not enough (two customers share one), and a typed e-mail only finds conversations with that same e-mail."""
+    if conversation.identity_verified and conversation.customer_ref:
+        match = Q(identity_verified=True, customer_ref=conversation.customer_ref)
+    elif conversation.customer_email:
+        match = Q(customer_email__iexact=conversation.customer_email)
+    else:
+        return [], False
+    first_text = Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.CUSTOMER).order_by("id")
+    past = (
+        Conversation.objects.filter(match, knowledge_base_id=conversation.knowledge_base_id)
+        .exclude(pk=conversation.pk)
+        .annotate(first_text=Subquery(first_text.values("text")[:1]))
+        .order_by("-created_at")[:limit]
+    )
+    return list(past), True
+
+
+def _parts(request: HttpRequest, conversation: Conversation) -> dict[str, Any]:
+    """What the workspace script redraws: the messages after ``after``, the header, ticket, customer and actions,
+    and what the last action said (Django's messages, as [{level, text}])."""
+    try:
+        after = int(request.POST.get("after") or request.GET.get("after") or 0)
+    except ValueError:
+        after = 0
+    context = _context(request, conversation)
+    fresh = list(conversation.messages.filter(id__gt=after).select_related("author", "entry").order_by("id"))
+    history = "".join(
+        render_to_string("admin/chat/_ws_message.html", {**context, "m": m, "offer": choices_seen(m)}, request)
+        for m in fresh
+    )
+
+    def part(name: str) -> str:
+        return render_to_string(f"admin/chat/_ws_{name}.html", context, request)
+
+    return {
+        "status": conversation.status,
+        "status_label": conversation.get_status_display(),
+        "assignee": conversation.assignee.get_username() if conversation.assignee else None,
+        "last_id": max((m.pk for m in fresh), default=after),
+        "history": history,
+        "customer_wrote": sum(1 for m in fresh if m.role == Message.Role.CUSTOMER),
+        "header": part("header"),
+        "ticket": part("ticket"),
+        "customer": part("customer"),
+        "actions": part("actions"),
+        "notices": [{"level": m.level_tag, "text": str(m.message)} for m in messages.get_messages(request)],
+    }
 
 
 def _act(request: HttpRequest, conversation: Conversation) -> None:
@@ -113,9 +182,10 @@ def _act(request: HttpRequest, conversation: Conversation) -> None:
             audit(request, conversation, "Released back to the queue")
             messages.info(request, "Back in the queue.")
         elif op == "handback":
-            actions.hand_back(conversation, user)
+            pending = actions.hand_back(conversation, user)
             audit(request, conversation, "Handed back to the bot")
-            messages.info(request, "The bot answers this customer again.")
+            answered = " It has answered the customer's last message." if pending else ""
+            messages.info(request, f"The bot answers this customer again.{answered}")
         elif op == "resolve":
             actions.resolve(conversation, user)
             audit(request, conversation, "Resolved")

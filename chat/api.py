@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from chat import actions, ratelimit
 from chat.errors import ChatError, InvalidRequest, NotFound
 from chat.models import Conversation, Message
-from chat.schemas import Feedback, Handoff, PickChoice, PostMessage, StartConversation
+from chat.schemas import Close, Contact, Feedback, Handoff, PickChoice, PostMessage, Rating, StartConversation
 from chat.serializers import PUBLIC_ROLES, conversation_dict, message_dict
 from chat.turns import Event, answer_pick, respond
 from knowledge.models import KnowledgeBase
@@ -159,9 +159,15 @@ async def widget_config(request: HttpRequest) -> HttpResponseBase:
 @api(("POST",))
 async def start(request: HttpRequest) -> HttpResponseBase:
     data = parse(request, StartConversation)
-    conversation, token = await sync_to_async(actions.start_conversation)(data)
+    conversation, token, identity = await sync_to_async(actions.start_conversation)(data)
     return JsonResponse(
-        {"id": str(conversation.pk), "token": token, "status": conversation.status, "language": conversation.language},
+        {
+            "id": str(conversation.pk),
+            "token": token,
+            "status": conversation.status,
+            "language": conversation.language,
+            "identity": identity,
+        },
         status=201,
     )
 
@@ -284,6 +290,41 @@ async def handoff(request: HttpRequest, conversation_id: str) -> HttpResponseBas
     await sync_to_async(conversation.refresh_from_db)(fields=["status"])
     queue = await sync_to_async(actions.queue_info)(conversation)
     return JsonResponse({"status": conversation.status, "queue": queue, "notice": message_dict(notice)})
+
+
+@api(("POST",))
+async def contact(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
+    """The name and e-mail the customer leaves, so the team can reply after they have gone."""
+    conversation = await conversation_for(request, conversation_id)
+    data = parse(request, Contact)
+    conversation = await sync_to_async(actions.set_contact)(conversation, data)
+    return JsonResponse(
+        {
+            "customer": {
+                "name": conversation.customer_name,
+                "email": conversation.customer_email,
+                "verified": conversation.identity_verified,
+            }
+        }
+    )
+
+
+@api(("POST",))
+async def close(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
+    """The customer starts over: the conversation and its open ticket are closed."""
+    conversation = await conversation_for(request, conversation_id)
+    parse(request, Close)
+    await sync_to_async(actions.close_by_customer)(conversation)
+    return JsonResponse({"status": conversation.status})
+
+
+@api(("POST",))
+async def rate(request: HttpRequest, conversation_id: str, message_id: int) -> HttpResponseBase:
+    """The customer's 1-5 satisfaction rating, answering the closing message ``message_id``."""
+    conversation = await conversation_for(request, conversation_id)
+    data = parse(request, Rating)
+    message = await sync_to_async(actions.rate_resolution)(conversation, message_id, data.rating)
+    return JsonResponse({"message": message_dict(message)})
 
 
 async def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:

@@ -34,6 +34,8 @@ def compute(days: int) -> dict[str, Any]:
         helpful=Count("id", filter=Q(feedback=1)), not_helpful=Count("id", filter=Q(feedback=-1))
     )
     rated = feedback["helpful"] + feedback["not_helpful"]
+    resolved = tickets.filter(status=Ticket.Status.RESOLVED)
+    ratings = dict(resolved.filter(csat__isnull=False).values_list("csat").annotate(n=Count("id")))
     return {
         "conversations": total,
         "auto_resolution_rate": auto_resolved / total if total else None,
@@ -46,8 +48,22 @@ def compute(days: int) -> dict[str, Any]:
         "median_handling_min": _median_minutes(list(tickets.values_list("claimed_at", "resolved_at"))),
         "feedback_helpful": feedback["helpful"],
         "feedback_not_helpful": feedback["not_helpful"],
-        "csat": feedback["helpful"] / rated if rated else None,
+        "helpful_rate": feedback["helpful"] / rated if rated else None,
+        **satisfaction(ratings, resolved.count()),
         "top_unanswered": top_unanswered(since),
+    }
+
+
+def satisfaction(ratings: dict[int, int], asked: int) -> dict[str, Any]:
+    """The 1-5 answers customers gave after an agent resolved their ticket: the mean, the share of 4s and 5s
+    (the usual CSAT score), how many answered of how many were asked, and the count for each rating."""
+    answered = sum(ratings.values())
+    return {
+        "csat_average": round(sum(r * n for r, n in ratings.items()) / answered, 2) if answered else None,
+        "csat_score": (ratings.get(4, 0) + ratings.get(5, 0)) / answered if answered else None,
+        "csat_answered": answered,
+        "csat_asked": asked,
+        "csat_distribution": [{"rating": r, "count": ratings.get(r, 0)} for r in range(5, 0, -1)],
     }
 
 

@@ -7,6 +7,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -42,6 +43,10 @@ class Conversation(models.Model):
     customer_name = models.CharField(max_length=200, blank=True)
     customer_email = models.EmailField(blank=True)
     customer_ref = models.CharField(max_length=200, blank=True, help_text="The host site's id for this customer.")
+    identity_verified = models.BooleanField(
+        default=False,
+        help_text="customer_ref and customer_email were signed by the host site (CHAT_IDENTITY_SECRET).",
+    )
     page_url = models.URLField(max_length=1000, blank=True)
     token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -113,6 +118,7 @@ class Ticket(models.Model):
         CLAIMED = "claimed", "With an agent"
         RESOLVED = "resolved", "Resolved"
         RELEASED = "released", "Handed back to the bot"
+        WITHDRAWN = "withdrawn", "Closed by the customer"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tickets")
     reason = models.CharField(max_length=20, choices=HandoverReason.choices())
@@ -126,6 +132,13 @@ class Ticket(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    csat = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text="The customer's satisfaction with how the ticket was resolved, 1-5.",
+    )
+    csat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

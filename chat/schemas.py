@@ -22,23 +22,61 @@ class Body(BaseModel):
         return f"The request body is larger than {max_bytes // 1024} kB."
 
 
+def _valid_email(value: str) -> str:
+    if value:
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise ValueError("not a valid e-mail address") from None
+    return value
+
+
 class StartConversation(Body):
+    """``customer_name``/``customer_email``: what the customer typed (shown to agents as given).
+    ``user_id``/``user_email``/``user_hmac``: who the host site says its logged-in customer is, signed with the
+    site's secret (chat.actions.identity_signature); stored only when the signature verifies."""
+
     kb: str = Field(default="default", max_length=50, pattern=r"^[-a-zA-Z0-9_]+$")
     language: Literal["es", "en"] | None = None
     page_url: str = Field(default="", max_length=1000)
     customer_name: str = Field(default="", max_length=200)
     customer_email: str = Field(default="", max_length=254)
-    customer_ref: str = Field(default="", max_length=200)
+    user_id: str = Field(default="", max_length=200)
+    user_email: str = Field(default="", max_length=254)
+    user_hmac: str = Field(default="", max_length=128)
 
-    @field_validator("customer_email")
+    @field_validator("page_url")
+    @classmethod
+    def web_page(cls, value: str) -> str:
+        # Agents get it as a link: only a web page's address, never javascript: or data:.
+        return value if re.match(r"^https?://", value, re.IGNORECASE) else ""
+
+    @field_validator("customer_email", "user_email")
     @classmethod
     def valid_email(cls, value: str) -> str:
-        if value:
-            try:
-                validate_email(value)
-            except ValidationError:
-                raise ValueError("not a valid e-mail address") from None
-        return value
+        return _valid_email(value)
+
+
+class Contact(Body):
+    """The name and e-mail a customer leaves in the widget (before chatting, or while nobody is online)."""
+
+    name: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=254)
+
+    @field_validator("email")
+    @classmethod
+    def valid_email(cls, value: str) -> str:
+        return _valid_email(value)
+
+
+class Close(Body):
+    """Closing a conversation takes no fields."""
+
+
+class Rating(Body):
+    """The customer's answer to "how well did we help?" after an agent resolved the conversation."""
+
+    rating: int = Field(ge=1, le=5, strict=True)
 
 
 def message_too_long(length: int | None = None) -> str:

@@ -21,8 +21,17 @@ def choices_dict(message: Message) -> dict[str, Any] | None:
     }
 
 
+def csat_dict(message: Message) -> dict[str, Any] | None:
+    """On the closing message of a resolved ticket: the 1-5 rating asked for, and the answer (None: not yet)."""
+    if message.role != Message.Role.SYSTEM or not message.decision.get("csat_ticket"):
+        return None
+    return {"rating": message.decision.get("csat_rating")}
+
+
 def message_dict(message: Message) -> dict[str, Any]:
     author = message.author
+    # The conversation's language as of this message: the widget shows its own words in it.
+    conversation = message.conversation if Message.conversation.is_cached(message) else None
     return {
         "id": message.pk,
         "role": message.role,
@@ -33,6 +42,8 @@ def message_dict(message: Message) -> dict[str, Any]:
         "feedback": message.feedback,
         "confidence": round(message.confidence, 3) if message.confidence is not None else None,
         "choices": choices_dict(message),
+        "csat": csat_dict(message),
+        "language": conversation.language if conversation is not None else None,
     }
 
 
@@ -44,4 +55,9 @@ def conversation_dict(conversation: Conversation, queue: dict[str, Any] | None) 
         "language": conversation.language,
         "messages": [message_dict(m) for m in messages],
         "queue": queue,
+        "customer": {
+            "name": conversation.customer_name,
+            "email": conversation.customer_email,
+            "verified": conversation.identity_verified,
+        },
     }

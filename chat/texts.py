@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from knowledge.vocabulary import HandoverReason
 
 TEXTS: dict[str, dict[str, str]] = {
+    # The place in the queue and the wait are not in the text: the widget shows them live, under the log.
     "queued": {
-        "es": "Te paso con una persona del equipo. Estás en la cola (posición {position}); "
-        "la espera estimada es de unos {wait} minutos. Puedes seguir escribiendo aquí.",
-        "en": "I'm passing you to a person on our team. You're in the queue (position {position}); "
-        "the expected wait is about {wait} minutes. You can keep writing here.",
+        "es": "Te paso con una persona del equipo: estás en la cola. Puedes seguir escribiendo aquí mientras esperas.",
+        "en": "I'm passing you to a person on our team: you're in the queue. You can keep writing here while you wait.",
     },
     "queued_by_email": {
         "es": "Ahora mismo no hay nadie del equipo conectado ({hours}). Hemos abierto una consulta y te "
@@ -55,6 +54,17 @@ TEXTS: dict[str, dict[str, str]] = {
     "resolved": {
         "es": "La conversación se ha marcado como resuelta. Si necesitas algo más, escribe aquí.",
         "en": "This conversation has been marked as resolved. If you need anything else, write here.",
+    },
+    "resolved_csat": {
+        "es": "La conversación se ha marcado como resuelta. ¿Qué tal te hemos ayudado? Puntúanos de 1 a 5. "
+        "Si necesitas algo más, escribe aquí.",
+        "en": "This conversation has been marked as resolved. How well did we help? Rate us from 1 to 5. "
+        "If you need anything else, write here.",
+    },
+    # Only agents see this one: the customer has already started a new conversation.
+    "customer_left": {
+        "es": "El cliente ha cerrado esta conversación y ha empezado otra.",
+        "en": "The customer closed this conversation and started a new one.",
     },
     "sorry_not_helpful": {
         "es": "Siento que no te haya servido.",

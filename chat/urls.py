@@ -20,5 +20,12 @@ urlpatterns = [
         name="message-choose",
     ),
     path("api/conversations/<uuid:conversation_id>/handoff", api.handoff, name="conversation-handoff"),
+    path("api/conversations/<uuid:conversation_id>/contact", api.contact, name="conversation-contact"),
+    path("api/conversations/<uuid:conversation_id>/close", api.close, name="conversation-close"),
+    path(
+        "api/conversations/<uuid:conversation_id>/messages/<int:message_id>/csat",
+        api.rate,
+        name="message-csat",
+    ),
     re_path(r"^api/", api.not_found),
 ]

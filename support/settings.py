@@ -309,6 +309,8 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1)
 CHAT_RATE_LIMIT_PER_MINUTE = env_int("CHAT_RATE_LIMIT_PER_MINUTE", 20, minimum=1)
 CHAT_IP_RATE_LIMIT_PER_MINUTE = env_int("CHAT_IP_RATE_LIMIT_PER_MINUTE", 120, minimum=1)
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", ["*"])
+# The host site signs who its logged-in customer is (data-user-hmac); empty: no identity is ever trusted.
+CHAT_IDENTITY_SECRET = env_str("CHAT_IDENTITY_SECRET", "")
 BUSINESS_HOURS = env_str("BUSINESS_HOURS", "mon-fri 09:00-18:00")
 SUPPORT_EXPECTED_WAIT_MINUTES = env_int("SUPPORT_EXPECTED_WAIT_MINUTES", 5, minimum=0)
 # Whose emergency numbers a safety hand-over gives: the countries chat.texts.EMERGENCY_NUMBERS knows.

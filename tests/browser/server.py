@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+IDENTITY_SECRET = "browser-test-site-secret"
+
 HOST_PAGE = """<!doctype html>
 <html lang="{lang}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -74,6 +76,7 @@ def product_env(data_dir: Path, host_origin: str) -> dict[str, str]:
         "BUSINESS_HOURS": "always",  # a hand-off means "a person will come", whatever the hour of the test
         "CHAT_RATE_LIMIT_PER_MINUTE": "1000",
         "CHAT_IP_RATE_LIMIT_PER_MINUTE": "10000",
+        "CHAT_IDENTITY_SECRET": IDENTITY_SECRET,  # host pages may sign who their customer is
         "EMBEDDING_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
     }

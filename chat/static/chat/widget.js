@@ -4,6 +4,10 @@
  *   <script src="https://SUPPORT_HOST/static/chat/widget.js" data-title="Help" data-color="#0b5fff"
  *           data-greeting="Hi!" data-lang="es|en|auto" data-position="right|left" data-kb="default" defer></script>
  *
+ * A site that knows who its customer is adds data-user-id, data-user-email and data-user-hmac: the hex
+ * HMAC-SHA256, with the site's CHAT_IDENTITY_SECRET, of "<user id>\n<e-mail in lower case>". Unsigned or
+ * badly signed identity is ignored. The widget speaks the conversation's language once it has one.
+ *
  * The API base is the script's own origin unless data-api says otherwise. Everything is drawn inside a
  * Shadow DOM so the host page's styles and ours never meet. Message text only ever reaches the page as
  * text nodes (see renderMarkdown): never through innerHTML. Customers' text is shown exactly as typed; bot
@@ -37,7 +41,8 @@
   const pick = (code) => (String(code || "").toLowerCase().startsWith("es") ? "es" : "en");
   const langAttr = (ds.lang || "auto").toLowerCase();
   const explicitLang = langAttr === "es" || langAttr === "en" ? langAttr : null;
-  const lang = explicitLang || pick(document.documentElement.lang || navigator.language);
+  // The page's language until the conversation has one; then the conversation's (see followLanguage).
+  let lang = explicitLang || pick(document.documentElement.lang || navigator.language);
 
   const STRINGS = {
     en: {
@@ -50,6 +55,11 @@
       input: "Your message",
       send: "Send",
       newChat: "Start a new conversation",
+      newChatShort: "New chat",
+      confirmNew: "Start a new conversation? This one will be closed.",
+      confirmNewQueued: "Start a new conversation? This one will be closed and you will lose your place in the queue.",
+      confirmYes: "Start new",
+      cancel: "Cancel",
       human: "Talk to a person",
       typing: "Typing…",
       sources: "Sources",
@@ -65,7 +75,8 @@
       down: "The chat is temporarily unavailable. Please try again in a few minutes.",
       loadError: "We couldn't load your conversation.",
       tooLong: (n) => `Your message is too long: the limit is ${n} characters.`,
-      queue: (p, w) => `You are number ${p} in the queue` + (w ? `, about ${w} min to wait.` : "."),
+      queue: (p, w, over) =>
+        `You are number ${p} in the queue` + (over ? ": the wait may be more than 2 hours." : w ? `, about ${w} min to wait.` : "."),
       waiting: "Waiting for a person to join…",
       byEmail: "Our team is offline right now: we will answer you by e-mail.",
       withAgent: "You are chatting with a person.",
@@ -77,6 +88,21 @@
       choices: "Did you mean one of these?",
       choicesOffered: (n) => `${n} possible answers below. Pick one, “None of these” or “Talk to a person”.`,
       none: "None of these",
+      empty: "The message is empty.",
+      conflict: "A person is taking care of this conversation now.",
+      expired: "These options are for an earlier message.",
+      unavailable: "That answer is no longer available; pick another one or ask for a person.",
+      notFound: "We couldn't find this conversation.",
+      contactTitle: "Leave your e-mail so we can answer even if you close this page (optional).",
+      contactName: "Name",
+      contactEmail: "E-mail",
+      contactSave: "Save",
+      contactSkip: "Not now",
+      contactSaved: (email) => `Thanks! If you leave, we will answer at ${email}.`,
+      contactInvalid: "Please check the e-mail address.",
+      csat: "How well did we help? Rate us from 1 to 5.",
+      csatLabel: (n) => `${n} out of 5`,
+      csatThanks: "Thanks for your rating!",
     },
     es: {
       open: "Abrir el chat de ayuda",
@@ -88,6 +114,11 @@
       input: "Tu mensaje",
       send: "Enviar",
       newChat: "Empezar una conversación nueva",
+      newChatShort: "Nueva conversación",
+      confirmNew: "¿Empezar una conversación nueva? Esta se cerrará.",
+      confirmNewQueued: "¿Empezar una conversación nueva? Esta se cerrará y perderás tu turno en la cola.",
+      confirmYes: "Empezar otra",
+      cancel: "Cancelar",
       human: "Hablar con una persona",
       typing: "Escribiendo…",
       sources: "Fuentes",
@@ -103,7 +134,8 @@
       down: "El chat no está disponible ahora mismo. Inténtalo de nuevo en unos minutos.",
       loadError: "No hemos podido cargar tu conversación.",
       tooLong: (n) => `Tu mensaje es demasiado largo: el límite es de ${n} caracteres.`,
-      queue: (p, w) => `Eres el número ${p} en la cola` + (w ? `; espera aproximada: ${w} min.` : "."),
+      queue: (p, w, over) =>
+        `Eres el número ${p} en la cola` + (over ? ": la espera puede superar las 2 horas." : w ? `; espera aproximada: ${w} min.` : "."),
       waiting: "Esperando a que se una una persona…",
       byEmail: "Ahora no hay nadie disponible: te responderemos por correo electrónico.",
       withAgent: "Estás hablando con una persona.",
@@ -115,9 +147,24 @@
       choices: "¿Te refieres a una de estas?",
       choicesOffered: (n) => `${n} posibles respuestas a continuación. Elige una, «Ninguna de estas» o «Hablar con una persona».`,
       none: "Ninguna de estas",
+      empty: "El mensaje está vacío.",
+      conflict: "Una persona del equipo se está ocupando ya de esta conversación.",
+      expired: "Estas opciones eran para un mensaje anterior.",
+      unavailable: "Esa respuesta ya no está disponible; elige otra o pide hablar con una persona.",
+      notFound: "No hemos encontrado esta conversación.",
+      contactTitle: "Déjanos tu correo para responderte aunque cierres esta página (opcional).",
+      contactName: "Nombre",
+      contactEmail: "Correo electrónico",
+      contactSave: "Guardar",
+      contactSkip: "Ahora no",
+      contactSaved: (email) => `¡Gracias! Si te vas, te responderemos en ${email}.`,
+      contactInvalid: "Revisa la dirección de correo.",
+      csat: "¿Qué tal te hemos ayudado? Puntúanos de 1 a 5.",
+      csatLabel: (n) => `${n} de 5`,
+      csatThanks: "¡Gracias por tu valoración!",
     },
   };
-  const t = STRINGS[lang];
+  let t = STRINGS[lang];
 
   // --- Colours: text on the accent and links always meet WCAG AA (4.5:1) -------------------------
   const parseHex = (c) => {
@@ -159,6 +206,20 @@
     }
     for (const kid of kids) if (kid != null) el.append(kid); // strings become text nodes
     return el;
+  };
+  /** Marks an element as showing string `key` (as text, or in `attrs`), so relabel() can redraw it in another language. */
+  const L = (el, key, { attrs = [], text = !attrs.length, suffix = "" } = {}) => {
+    el.dataset.t = key;
+    if (attrs.length) el.dataset.tAttrs = attrs.join(",");
+    if (text) el.dataset.tText = suffix;
+    paint(el);
+    return el;
+  };
+  const paint = (el) => {
+    const value = t[el.dataset.t];
+    if (typeof value !== "string") return;
+    for (const attr of (el.dataset.tAttrs || "").split(",").filter(Boolean)) el.setAttribute(attr, value);
+    if (el.dataset.tText !== undefined) el.textContent = value + el.dataset.tText;
   };
   const ICONS = {
     chat: "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z",
@@ -261,6 +322,9 @@
     lastId: 0,
     deferred: [],
     poll: null,
+    queue: null, // the last `queue` of a status: place and wait
+    customer: null, // {name, email, verified}
+    contactSkipped: false,
   };
   const save = () => {
     try {
@@ -306,16 +370,28 @@
     }
     return stream ? res : res.json();
   };
-  const humanError = (err, fallback = t.error) => {
-    if (err instanceof ApiError) {
-      const msg = err.human;
-      if (msg && msg.length <= 400 && !/Traceback|File "|Exception:/.test(msg)) return msg;
-      if (err.status === 429) return t.busy;
-      if (err.status === 503) return t.down;
-      if (err.status === 413) return t.tooLong(state.max);
-      return t.error;
-    }
-    return fallback;
+  // The server's messages are English (they are for developers too): the customer is told in the
+  // conversation's language, chosen by the error's code.
+  const humanError = (err, fallback) => {
+    if (!(err instanceof ApiError)) return fallback || t.error;
+    const byCode = {
+      rate_limited: t.busy,
+      too_large: t.tooLong(state.max),
+      unavailable: t.down,
+      conflict: t.conflict,
+      already_chosen: t.expired,
+      choices_expired: t.expired,
+      unknown_choice: t.unavailable,
+      no_choices: t.expired,
+      not_found: t.notFound,
+      unauthorized: t.notFound,
+    }[err.code];
+    if (byCode) return byCode;
+    if (err.status === 400 && /empty/i.test(err.human)) return t.empty;
+    if (err.status === 429) return t.busy;
+    if (err.status === 503) return t.down;
+    if (err.status === 413) return t.tooLong(state.max);
+    return t.error;
   };
   const gone = (err) => err instanceof ApiError && [401, 403, 404].includes(err.status);
 
@@ -406,7 +482,27 @@ header :focus-visible{outline-color:var(--on);outline-offset:-3px}
 .fb button{background:transparent;border:1px solid transparent;border-radius:8px;width:32px;height:30px;color:#4a4f57;display:grid;place-items:center}
 .fb button:hover{background:#eef0f3}
 .fb button[aria-pressed=true]{color:var(--link);border-color:currentColor}
-.fb button:disabled{cursor:default}
+.fb button[aria-disabled=true]{cursor:default}
+.renew{background:transparent;border:1px solid currentColor;color:inherit;border-radius:999px;height:32px;padding:0 10px 0 8px;display:flex;align-items:center;gap:5px;font-size:13px;font-weight:600;white-space:nowrap;margin-right:4px}
+.renew svg{width:16px;height:16px}
+.renew:hover{background:rgba(127,127,127,.25)}
+.confirm{padding:10px 14px;background:#fff;border-top:1px solid #e3e6ea;font-size:14px;flex:none}
+.confirm[hidden]{display:none}
+.confirm p{margin:0 0 8px}
+.row{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
+.confirm button,.contact button,.csat button{background:#fff;border:1px solid #8a9099;color:#1a1a1a;border-radius:999px;padding:5px 14px;font-size:13.5px;font-weight:600}
+.confirm .primary,.contact .primary{background:var(--accent);border-color:var(--accent);color:var(--on)}
+.contact{align-self:stretch;display:flex;flex-direction:column;gap:6px;background:#fff;border:1px solid #c9ced5;border-radius:12px;padding:10px 12px;font-size:14px}
+.contact p{margin:0}
+.contact label{display:flex;flex-direction:column;gap:2px;font-size:12.5px;color:#4a4f57}
+.contact input{font:inherit;font-size:15px;border:1px solid #767c85;border-radius:8px;padding:6px 8px;color:#1a1a1a}
+.contact input[aria-invalid=true]{border-color:#b00020}
+.csat{display:flex;flex-direction:column;align-items:center;gap:6px;margin-top:6px;font-style:normal}
+.csat .stars{display:flex;gap:6px}
+.csat button{width:38px;height:38px;padding:0;display:grid;place-items:center}
+.csat button[aria-pressed=true]{background:var(--accent);border-color:var(--accent);color:var(--on)}
+.csat-q{font-size:13.5px}
+.csat-thanks[hidden]{display:none}
 .fb svg{width:16px;height:16px}
 .choices{display:flex;flex-direction:column;align-items:flex-start;gap:6px;margin:8px 0 0}
 .choice{background:#fff;border:1px solid var(--link);color:var(--link);border-radius:12px;padding:6px 12px;font-size:14px;text-align:left;max-width:100%;overflow-wrap:anywhere}
@@ -459,24 +555,27 @@ textarea{font-size:16px}
   const launcher = h("button", {
     type: "button",
     class: "launcher",
-    "aria-label": t.open,
     "aria-expanded": "false",
     "aria-controls": "panel",
     onclick: () => (state.open ? close() : open()),
   });
   launcher.append(icon("chat"), badge);
 
-  const titleEl = h("h2", { id: "title" }, ds.title || t.title);
-  const closeBtn = h("button", { type: "button", class: "icon", "aria-label": t.close, title: t.close, onclick: () => close() });
+  const titleEl = ds.title ? h("h2", { id: "title" }, ds.title) : L(h("h2", { id: "title" }), "title");
+  const closeBtn = L(h("button", { type: "button", class: "icon", onclick: () => close() }), "close", { attrs: ["aria-label", "title"] });
   closeBtn.append(icon("close"));
-  const newBtn = h("button", { type: "button", class: "icon", "aria-label": t.newChat, title: t.newChat, onclick: () => reset() });
-  newBtn.append(icon("renew"));
-  const log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": ds.title || t.title });
+  // Says what it does in words (an arrow alone reads as "refresh"), and asks before closing anything.
+  const newBtn = L(h("button", { type: "button", class: "renew", onclick: () => askReset() }), "newChat", { attrs: ["title"] });
+  newBtn.append(icon("renew"), L(h("span"), "newChatShort"));
+  const log = h("div", { class: "log", role: "log", "aria-live": "polite" });
+  if (ds.title) log.setAttribute("aria-label", ds.title);
+  else L(log, "title", { attrs: ["aria-label"] });
   const banner = h("div", { class: "banner", role: "status" });
-  const humanBtn = h("button", { type: "button", class: "human", onclick: () => handoff() }, t.human);
-  const input = h("textarea", { rows: "1", "aria-label": t.input, placeholder: t.placeholder, autocomplete: "off", enterkeyhint: "send" });
-  const sendBtn = h("button", { type: "submit", class: "send", "aria-label": t.send, title: t.send, disabled: true });
+  const humanBtn = L(h("button", { type: "button", class: "human", onclick: () => handoff() }), "human");
+  const input = L(h("textarea", { rows: "1", autocomplete: "off", enterkeyhint: "send" }), "input", { attrs: ["aria-label"] });
+  const sendBtn = L(h("button", { type: "submit", class: "send", disabled: true }), "send", { attrs: ["aria-label", "title"] });
   sendBtn.append(icon("send"));
+  const confirmBar = h("div", { class: "confirm", role: "group", hidden: true });
   const hint = h("span", { class: "hint", "aria-live": "polite" });
   const announcer = h("div", { class: "sr announce", "aria-live": "polite" });
   const count = h("span", { class: "count", "aria-hidden": "true" });
@@ -491,13 +590,18 @@ textarea{font-size:16px}
   panel.append(
     h("header", null, titleEl, newBtn, closeBtn),
     log,
+    confirmBar,
     banner,
     h("div", { class: "bar" }, humanBtn),
     form,
     h("div", { class: "meta" }, hint, count)
   );
+  panel.setAttribute("lang", lang);
   root.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && state.open) {
+    if (e.key === "Escape" && !confirmBar.hidden) {
+      e.stopPropagation();
+      hideConfirm(newBtn);
+    } else if (e.key === "Escape" && state.open) {
       e.stopPropagation();
       close();
     }
@@ -512,31 +616,75 @@ textarea{font-size:16px}
   root.append(panel, launcher, announcer);
   shadow.append(h("style", null, CSS), root);
 
-  let greeting = ds.greeting || t.greeting;
-  const greetingEl = h("div", { class: "msg bot greet" }, h("span", { class: "sr" }, `${t.bot}: `), h("div", { class: "bubble" }));
-  const drawGreeting = () => renderMarkdown(greeting, greetingEl.lastChild);
+  let serverGreetings = null; // {es, en} from the widget config
+  const greetingEl = h("div", { class: "msg bot greet" }, L(h("span", { class: "sr" }), "bot", { suffix: ": " }), h("div", { class: "bubble" }));
+  const drawGreeting = () => renderMarkdown(ds.greeting || serverGreetings?.[lang] || t.greeting, greetingEl.lastChild);
   drawGreeting();
   log.append(greetingEl);
 
+  const launcherLabel = () => launcher.setAttribute("aria-label", state.unread ? t.openUnread(state.unread) : t.open);
+  launcherLabel();
+  /** Every string the customer sees, again, in the current language. */
+  const relabel = () => {
+    panel.setAttribute("lang", lang);
+    shadow.querySelectorAll("[data-t]").forEach(paint);
+    input.setAttribute("placeholder", t.placeholder);
+    launcherLabel();
+    drawGreeting();
+    drawBanner();
+    shadow.querySelectorAll(".csat button").forEach((b) => b.setAttribute("aria-label", t.csatLabel(b.dataset.rating)));
+  };
+  /** The conversation's language wins over the page's: an English conversation is English everywhere. */
+  const followLanguage = (code) => {
+    if (!STRINGS[code] || code === lang) return;
+    lang = code;
+    t = STRINGS[code];
+    relabel();
+  };
+
   // --- Rendering messages ---------------------------------------------------------------------------------
   const seen = new Map(); // message id -> element, so two streams never draw one message twice
-  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  // The log follows new content (a streaming answer, then its sources and 👍/👎) unless the customer has
+  // scrolled up to read; scrolling back to the end follows again.
+  let follow = true;
+  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 48;
   const toBottom = () => {
+    follow = true;
     log.scrollTop = log.scrollHeight;
   };
+  let lastScrollTop = 0;
+  log.addEventListener(
+    "scroll",
+    () => {
+      // Only a move up by the customer stops following; content growing under us never does.
+      if (log.scrollTop < lastScrollTop - 2 && !nearBottom()) follow = false;
+      else if (nearBottom()) follow = true;
+      lastScrollTop = log.scrollTop;
+    },
+    { passive: true }
+  );
+  const keepFollowing = () => {
+    if (follow) {
+      log.scrollTop = log.scrollHeight;
+      lastScrollTop = log.scrollTop;
+    }
+  };
+  new MutationObserver(keepFollowing).observe(log, { childList: true, subtree: true, characterData: true });
+  if (window.ResizeObserver) new ResizeObserver(keepFollowing).observe(log); // the panel opened, the phone's keyboard
   const append = (el, force) => {
-    const stick = force || nearBottom();
+    if (force) follow = true;
     log.append(el);
-    if (stick) toBottom();
+    keepFollowing();
     return el;
   };
 
   const buildMessage = (m) => {
     const row = h("div", { class: `msg ${m.role}` });
     if (m.role === "agent") {
-      row.append(h("div", { class: "who" }, `${m.author_name || t.staff} · ${t.person}`));
+      const name = m.author_name ? h("span", null, m.author_name) : L(h("span"), "staff");
+      row.append(h("div", { class: "who" }, name, " · ", L(h("span"), "person")));
     } else if (m.role !== "system") {
-      row.append(h("span", { class: "sr" }, `${m.role === "customer" ? t.you : t.bot}: `));
+      row.append(L(h("span", { class: "sr" }), m.role === "customer" ? "you" : "bot", { suffix: ": " }));
     }
     const bubble = h("div", { class: "bubble" });
     if (m.role === "customer") bubble.textContent = String(m.text ?? "");
@@ -551,11 +699,12 @@ textarea{font-size:16px}
           const label = s.title || s.url;
           list.append(h("li", null, href ? h("a", { href, target: "_blank", rel: "noopener noreferrer" }, label) : label));
         }
-        row.append(h("div", { class: "src" }, h("span", null, `${t.sources}:`), list));
+        row.append(h("div", { class: "src" }, L(h("span"), "sources", { suffix: ":" }), list));
       }
       if (m.choices && m.id != null) row.append(choiceGroup(m));
       else if (m.id != null) row.append(feedbackBar(m));
     }
+    if (m.role === "system" && m.csat && m.id != null) row.append(csatGroup(m));
     if (m.id != null) row.dataset.id = m.id;
     return row;
   };
@@ -563,6 +712,7 @@ textarea{font-size:16px}
   /** Draws a stored message once; `replacing` is the provisional element it takes the place of. */
   const showMessage = (m, { replacing = null, notify = false } = {}) => {
     if (!m || !["customer", "bot", "agent", "system"].includes(m.role)) return null;
+    if (m.language) followLanguage(m.language);
     if (m.id != null && seen.has(m.id)) {
       if (replacing && replacing !== seen.get(m.id)) replacing.remove();
       return seen.get(m.id);
@@ -589,7 +739,7 @@ textarea{font-size:16px}
     if (notify && !state.open && m.role !== "customer") {
       state.unread += 1;
       badge.textContent = String(state.unread);
-      launcher.setAttribute("aria-label", t.openUnread(state.unread));
+      launcherLabel();
     }
     return el;
   };
@@ -602,13 +752,13 @@ textarea{font-size:16px}
   const choiceGroup = (m) => {
     const picked = m.choices.picked ?? null;
     const options = [
-      ...(m.choices.offered || []).map((o) => [String(o.id), String(o.title ?? ""), "choice"]),
-      ["none", t.none, "choice other"],
-      ["person", t.human, "choice other"],
+      ...(m.choices.offered || []).map((o) => [String(o.id), String(o.title ?? ""), "choice", null]),
+      ["none", "", "choice other", "none"],
+      ["person", "", "choice other", "human"],
     ];
-    const group = h("div", { class: "choices", role: "group", "aria-label": t.choices });
-    const buttons = options.map(([value, label, cls]) =>
-      h(
+    const group = L(h("div", { class: "choices", role: "group" }), "choices", { attrs: ["aria-label"] });
+    const buttons = options.map(([value, label, cls, key]) => {
+      const b = h(
         "button",
         {
           type: "button",
@@ -619,8 +769,9 @@ textarea{font-size:16px}
           onclick: () => choose(m, value, group),
         },
         label
-      )
-    );
+      );
+      return key ? L(b, key) : b;
+    });
     group.append(...buttons);
     group.addEventListener("keydown", (e) => {
       const live = buttons.filter((b) => !b.disabled);
@@ -710,20 +861,26 @@ textarea{font-size:16px}
   };
 
   const feedbackBar = (m) => {
-    const bar = h("div", { class: "fb", role: "group", "aria-label": t.feedback });
+    const bar = L(h("div", { class: "fb", role: "group" }), "feedback", { attrs: ["aria-label"] });
     const note = h("span", { class: "sr" });
+    // Once rated the buttons are aria-disabled, not disabled: the one pressed keeps the keyboard focus
+    // (a disabled button would drop it to the page's body).
     const buttons = [
-      [1, t.helpful, "up"],
-      [-1, t.notHelpful, "down"],
-    ].map(([value, label, name]) => {
-      const b = h("button", {
-        type: "button",
-        "aria-label": label,
-        title: label,
-        "aria-pressed": String(m.feedback === value),
-        disabled: m.feedback != null,
-        onclick: () => rate(m, value, buttons, note),
-      });
+      [1, "helpful", "up"],
+      [-1, "notHelpful", "down"],
+    ].map(([value, key, name]) => {
+      const b = L(
+        h("button", {
+          type: "button",
+          "aria-pressed": String(m.feedback === value),
+          "aria-disabled": m.feedback != null ? "true" : null,
+          onclick: () => {
+            if (b.getAttribute("aria-disabled") !== "true") rate(m, value, buttons, note);
+          },
+        }),
+        key,
+        { attrs: ["aria-label", "title"] }
+      );
       b.append(icon(name));
       return b;
     });
@@ -732,7 +889,7 @@ textarea{font-size:16px}
   };
 
   const rate = async (m, value, buttons, note) => {
-    buttons.forEach((b) => (b.disabled = true));
+    buttons.forEach((b) => b.setAttribute("aria-disabled", "true"));
     try {
       const res = await api(`/api/conversations/${state.id}/messages/${m.id}/feedback`, {
         method: "POST",
@@ -740,24 +897,54 @@ textarea{font-size:16px}
       });
       m.feedback = value;
       buttons.forEach((b, i) => b.setAttribute("aria-pressed", String((i === 0 ? 1 : -1) === value)));
-      note.textContent = t.thanks;
+      L(note, "thanks");
       note.className = "";
-      if (res.notice) {
-        showMessage(res.notice, { notify: true });
-        toBottom();
-      }
+      if (res.notice) showMessage(res.notice, { notify: true });
       if (res.status && res.status !== state.status) {
         applyStatus(res.status, null);
         refresh(); // the feedback answer has no queue; the conversation has
       }
     } catch (err) {
-      buttons.forEach((b) => (b.disabled = false));
+      buttons.forEach((b) => b.removeAttribute("aria-disabled"));
       setHint(humanError(err, t.lost), true);
     }
   };
 
+  // --- Satisfaction: 1-5 under the closing message of a resolved ticket --------------------------------------
+  const csatGroup = (m) => {
+    const group = h("div", { class: "csat", role: "group" });
+    const question = L(h("span", { class: "csat-q", id: `csat-${m.id}` }), "csat");
+    group.setAttribute("aria-labelledby", question.id);
+    const thanks = L(h("span", { class: "csat-thanks", "aria-live": "polite" }), "csatThanks");
+    thanks.hidden = m.csat.rating == null;
+    const buttons = [1, 2, 3, 4, 5].map((n) =>
+      h(
+        "button",
+        {
+          type: "button",
+          "data-rating": n,
+          "aria-label": t.csatLabel(n),
+          "aria-pressed": String(m.csat.rating === n),
+          onclick: async () => {
+            try {
+              await api(`/api/conversations/${state.id}/messages/${m.id}/csat`, { method: "POST", body: { rating: n } });
+              m.csat.rating = n;
+              buttons.forEach((b, i) => b.setAttribute("aria-pressed", String(i + 1 === n)));
+              thanks.hidden = false;
+            } catch (err) {
+              setHint(humanError(err, t.lost), true);
+            }
+          },
+        },
+        String(n)
+      )
+    );
+    group.append(question, h("div", { class: "stars" }, ...buttons), thanks);
+    return group;
+  };
+
   const errorRow = (message, onRetry) => {
-    const retry = h("button", { type: "button" }, t.retry);
+    const retry = L(h("button", { type: "button" }), "retry");
     const row = h("div", { class: "err" }, h("span", null, message), retry);
     retry.addEventListener("click", () => {
       row.remove();
@@ -767,21 +954,95 @@ textarea{font-size:16px}
     return row;
   };
 
-  const applyStatus = (status, queue) => {
-    if (!status) return;
-    const stick = nearBottom(); // the banner's height changes; keep the newest message in view
-    state.status = status;
-    save();
+  /** The banner under the log: the place in the queue and the wait, live (each `status` event brings them). */
+  const drawBanner = () => {
+    const { status, queue } = state;
     let text = "";
     if (status === "waiting_for_agent") {
-      text = queue?.by_email ? t.byEmail : queue?.position ? t.queue(queue.position, queue.expected_wait_minutes) : t.waiting;
+      if (queue?.by_email) text = t.byEmail;
+      else if (queue?.position) text = t.queue(queue.position, queue.expected_wait_minutes, queue.wait_over);
+      else text = t.waiting;
     } else if (status === "with_agent") text = t.withAgent;
-    else if (status === "resolved") text = t.resolved;
-    banner.textContent = text;
+    // "resolved": the closing message says it (and asks for a rating); a banner would say it twice.
+    if (banner.textContent !== text) banner.textContent = text;
+  };
+  const applyStatus = (status, queue) => {
+    if (!status) return;
+    state.status = status;
+    state.queue = status === "waiting_for_agent" ? queue || state.queue : null;
+    save();
+    drawBanner();
     humanBtn.hidden = PEOPLE.includes(status);
     if (PEOPLE.includes(status)) closeChoices();
-    if (stick) toBottom();
+    if (status === "waiting_for_agent") offerContact();
+    keepFollowing(); // the banner's height changed
     if (PEOPLE.includes(status)) startPolling();
+  };
+
+  // --- Contact: a name and e-mail, so the team can answer after the customer has gone -------------------------
+  let contactCard = null;
+  const offerContact = () => {
+    if (contactCard || state.customer?.email || state.contactSkipped) return;
+    const name = h("input", { type: "text", autocomplete: "name", maxlength: "200", value: state.customer?.name || "" });
+    const email = h("input", { type: "email", autocomplete: "email", maxlength: "254", required: true });
+    const status = h("span", { class: "hint", "aria-live": "polite" });
+    const remove = () => {
+      contactCard?.remove();
+      contactCard = null;
+    };
+    const card = h(
+      "form",
+      {
+        class: "contact",
+        novalidate: true,
+        onsubmit: async (e) => {
+          e.preventDefault();
+          if (!email.value.trim() || !email.checkValidity()) {
+            email.setAttribute("aria-invalid", "true");
+            L(status, "contactInvalid");
+            email.focus();
+            return;
+          }
+          try {
+            const res = await api(`/api/conversations/${state.id}/contact`, {
+              method: "POST",
+              body: { name: name.value.trim(), email: email.value.trim() },
+            });
+            state.customer = res.customer;
+            const saved = h("div", { class: "msg system" }, h("div", { class: "bubble" }, t.contactSaved(res.customer.email)));
+            card.replaceWith(saved);
+            contactCard = null;
+            input.focus();
+          } catch (err) {
+            email.setAttribute("aria-invalid", "true");
+            status.textContent = err instanceof ApiError && err.status === 400 ? t.contactInvalid : humanError(err, t.lost);
+          }
+        },
+      },
+      L(h("p", { id: "contact-title" }), "contactTitle"),
+      h("label", null, L(h("span"), "contactName"), name),
+      h("label", null, L(h("span"), "contactEmail"), email),
+      h(
+        "div",
+        { class: "row" },
+        L(h("button", { type: "submit", class: "primary" }), "contactSave"),
+        L(
+          h("button", {
+            type: "button",
+            onclick: () => {
+              state.contactSkipped = true;
+              remove();
+              input.focus();
+            },
+          }),
+          "contactSkip"
+        ),
+        status
+      )
+    );
+    card.setAttribute("aria-labelledby", "contact-title");
+    contactCard = card;
+    append(card);
   };
 
   // --- Composer -----------------------------------------------------------------------------------------------
@@ -819,16 +1080,20 @@ textarea{font-size:16px}
   // --- Conversation lifecycle -------------------------------------------------------------------------------
   const ensureConversation = async (signal) => {
     if (state.id) return;
-    const c = await api("/api/conversations", {
-      method: "POST",
-      auth: false,
-      signal,
-      body: { kb, language: explicitLang, page_url: (location.origin + location.pathname).slice(0, 1000) },
-    });
+    const body = { kb, language: explicitLang, page_url: (location.origin + location.pathname).slice(0, 1000) };
+    // Who the host site says its logged-in customer is, signed with its secret; the server keeps it only if the
+    // signature verifies (unsigned or badly signed: ignored, and the chat goes on).
+    if (ds.userHmac || ds.userId || ds.userEmail) {
+      Object.assign(body, { user_id: ds.userId || "", user_email: ds.userEmail || "", user_hmac: ds.userHmac || "" });
+    }
+    const c = await api("/api/conversations", { method: "POST", auth: false, signal, body });
+    if (c.identity === "ignored") console.warn("support chat: data-user-* ignored: the signature (data-user-hmac) does not verify");
     state.id = c.id;
     state.token = c.token;
     state.loaded = true;
     state.status = c.status || "bot";
+    state.customer = { name: "", email: c.identity === "verified" ? ds.userEmail || "" : "", verified: c.identity === "verified" };
+    if (c.language) followLanguage(c.language);
     save();
     startPolling();
   };
@@ -837,15 +1102,48 @@ textarea{font-size:16px}
     stopPolling();
     state.id = state.token = null;
     state.status = "bot";
+    state.queue = null;
+    state.customer = null;
+    state.contactSkipped = false;
     state.loaded = false;
     state.history = null;
     state.lastId = 0;
     seen.clear();
+    contactCard = null;
     save();
   };
 
-  const reset = () => {
+  /** ↻: asks first (in the panel: no browser dialog), then closes this conversation and its ticket on the server. */
+  const askReset = () => {
     if (state.busy) return;
+    if (!state.id) return reset();
+    const yes = L(h("button", { type: "button", class: "primary", onclick: () => reset() }), "confirmYes");
+    const no = L(h("button", { type: "button", onclick: () => hideConfirm(newBtn) }), "cancel");
+    const question = L(h("p", { id: "confirm-q" }), PEOPLE.includes(state.status) ? "confirmNewQueued" : "confirmNew");
+    confirmBar.replaceChildren(question, h("div", { class: "row" }, yes, no));
+    confirmBar.setAttribute("aria-labelledby", "confirm-q");
+    confirmBar.hidden = false;
+    no.focus();
+  };
+  const hideConfirm = (focus) => {
+    confirmBar.hidden = true;
+    confirmBar.replaceChildren();
+    focus?.focus();
+  };
+  const reset = async () => {
+    if (state.busy) return;
+    if (state.id) {
+      try {
+        await api(`/api/conversations/${state.id}/close`, { method: "POST", body: {} });
+      } catch (err) {
+        if (!gone(err)) {
+          hideConfirm(newBtn);
+          setHint(humanError(err, t.lost), true);
+          return; // keep the conversation rather than leave its ticket open with nobody behind it
+        }
+      }
+    }
+    hideConfirm(null);
     forget();
     log.replaceChildren(greetingEl);
     applyStatus("bot", null);
@@ -860,6 +1158,8 @@ textarea{font-size:16px}
       try {
         const c = await api(`/api/conversations/${state.id}`);
         state.loaded = true;
+        state.customer = c.customer || null;
+        if (c.language) followLanguage(c.language);
         for (const m of c.messages || []) showMessage(m);
         applyStatus(c.status, c.queue);
         closeStaleChoices();
@@ -886,7 +1186,7 @@ textarea{font-size:16px}
 
   const showTyping = () =>
     append(
-      h("div", { class: "msg bot" }, h("span", { class: "sr" }, t.typing), h("div", { class: "bubble typing" }, h("i"), h("i"), h("i"))),
+      h("div", { class: "msg bot" }, L(h("span", { class: "sr" }), "typing"), h("div", { class: "bubble typing" }, h("i"), h("i"), h("i"))),
       true
     );
 
@@ -895,14 +1195,12 @@ textarea{font-size:16px}
     const view = { typing: PEOPLE.includes(state.status) ? null : showTyping(), bot: null, text: "", answered: false, finished: false };
     const draw = () => {
       if (!view.bot) {
-        view.bot = h("div", { class: "msg bot" }, h("span", { class: "sr" }, `${t.bot}: `), h("div", { class: "bubble" }));
+        view.bot = h("div", { class: "msg bot" }, L(h("span", { class: "sr" }), "bot", { suffix: ": " }), h("div", { class: "bubble" }));
         if (view.typing) view.typing.replaceWith(view.bot);
         else append(view.bot);
         view.typing = null;
       }
-      const stick = nearBottom();
       renderMarkdown(view.text, view.bot.lastChild);
-      if (stick) toBottom();
     };
     view.handle = (event, data) => {
       if (event === "token") {
@@ -1023,7 +1321,6 @@ textarea{font-size:16px}
       const res = await api(`/api/conversations/${state.id}/handoff`, { method: "POST", body: {} });
       if (res.notice) showMessage(res.notice);
       applyStatus(res.status, res.queue);
-      toBottom();
     } catch (err) {
       if (gone(err)) forget();
       errorRow(humanError(err, t.lost), () => handoff());
@@ -1107,7 +1404,7 @@ textarea{font-size:16px}
     launcher.setAttribute("aria-expanded", "true");
     state.unread = 0;
     badge.textContent = "";
-    launcher.setAttribute("aria-label", t.open);
+    launcherLabel();
     if (focus) input.focus();
     toBottom();
     loadHistory().then(() => startPolling());
@@ -1136,13 +1433,14 @@ textarea{font-size:16px}
     .then((config) => {
       if (Number.isInteger(config.max_message_chars) && config.max_message_chars > 0) state.max = config.max_message_chars;
       if (!ds.title && config.title) {
+        delete titleEl.dataset.t; // the site's name: the same in every language
+        delete log.dataset.t;
         titleEl.textContent = config.title;
         log.setAttribute("aria-label", config.title);
       }
       if (!ds.color && parseHex(config.color)) applyColor(config.color);
-      const serverGreeting = config.greeting && config.greeting[lang];
-      if (!ds.greeting && typeof serverGreeting === "string" && serverGreeting) {
-        greeting = serverGreeting;
+      if (config.greeting && typeof config.greeting === "object") {
+        serverGreetings = config.greeting;
         drawGreeting();
       }
       updateComposer();
