@@ -61,7 +61,7 @@ def run_retraining_job(job_id: int) -> None:
         )
 
 
-@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+@shared_task(ignore_result=True, soft_time_limit=200, time_limit=240)
 def retrain_all() -> None:
     """The nightly schedule: one job per knowledge base; each skips itself without enough new examples.
 
@@ -69,10 +69,41 @@ def retrain_all() -> None:
     A job whose worker died does not count as running (``request_job`` marks it failed first)."""
     from learning.retraining import queue_job, request_job
 
+    log_missed_turns()
     for kb in KnowledgeBase.objects.all():
         job, created = request_job(kb, RetrainingJob.Trigger.SCHEDULE)
         if created:
             queue_job(job, at_commit=False)  # the job's row is committed: no transaction here
+
+
+def log_missed_turns(days: int = 7) -> int:
+    """Log the recent turns whose log task never reached a worker (enqueued while the broker was down).
+
+    The chat never waits for the broker: a reply stored during a Redis outage has no TurnLog until this runs.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from learning.actions import refresh_turn
+
+    missed = (
+        Message.objects.filter(
+            role=Message.Role.CUSTOMER,
+            created_at__gte=timezone.now() - timedelta(days=days),
+            turn_log__isnull=True,
+            replies__role__in=[Message.Role.BOT, Message.Role.SYSTEM],
+        )
+        .select_related("conversation__knowledge_base")
+        .distinct()
+    )
+    count = 0
+    for question in missed.iterator():
+        refresh_turn(question)
+        count += 1
+    if count:
+        logger.info("turn logs written for missed turns", extra={"turns": count})
+    return count
 
 
 @shared_task(ignore_result=True, soft_time_limit=200, time_limit=240)

@@ -279,3 +279,18 @@ def test_a_runner_that_lost_its_job_stops_without_touching_it(bare_kb):
     with pytest.raises(retraining.JobLost):
         runner.say("step two", 20)
     assert RetrainingJob.objects.get(pk=job.pk).log == "theirs\n"
+
+
+def test_the_nightly_schedule_first_logs_the_turns_whose_log_task_never_reached_a_worker(make_turn, settings):
+    from learning.models import TurnLog
+    from learning.tasks import log_missed_turns, retrain_all
+
+    settings.LEARNING_MIN_NEW_EXAMPLES = 1000
+    # Stored while the broker was down: the reply's log task was never delivered (here: never committed).
+    _, question, _ = make_turn("¿Hacéis envíos a Canarias?")
+    assert not TurnLog.objects.filter(question=question).exists()
+
+    retrain_all()
+
+    assert TurnLog.objects.get(question=question).text == "¿Hacéis envíos a Canarias?"
+    assert log_missed_turns() == 0  # nothing left; logging again would only rewrite the same row
