@@ -59,6 +59,12 @@ DETECTED = (
     HandoverReason.DATA_PROTECTION,
 )
 TARGET_PRECISION = 0.97
+MIN_MARGIN = 0.04
+"""The margin never goes below this, whatever the train split allows. The bank's own near misses are support
+questions of the shops and airlines it was written for; on a bank's FAQ (banking77_oos valid, 1,504 in-scope
+questions, none of them in the bank) a 0.02 margin flagged 62 ordinary card questions ("where is my card?", "help
+me link my card") as fraud or compensation, 0.04 flagged 5 (0.05: none). The bank's held-out recall went 110 ->
+104 of 124 (0.05: 95); the dev files' person requests stayed 55 of 55, with no FAQ question flagged."""
 MARGIN_STEP = 0.005
 
 
@@ -244,6 +250,7 @@ def refit(k: int = 7, min_votes: int = 4) -> dict[str, Any]:
     vectors = encoder.embed([p.text for p in phrases], is_query=True)
     train = [i for i, p in enumerate(phrases) if p.split == "train"]
     margin, figures = choose_margin(vectors[train], [phrases[i].label for i in train], k, min_votes)
+    margin = max(margin, MIN_MARGIN)
     stored = {
         "model": encoder.name,
         "bank_sha256": bank_digest(phrases),
