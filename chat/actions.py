@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import hours
+from chat import hours, push
 from chat.errors import ChatError, Conflict, InvalidRequest, NotFound, TooLarge, Unauthorized
 from chat.models import Conversation, Message, Ticket
 from chat.schemas import Contact, OtherChoice, StartConversation
@@ -539,6 +539,7 @@ def claim(ticket: Ticket, agent: User) -> Ticket:
         won = Ticket.objects.filter(pk=ticket.pk, status=Ticket.Status.OPEN).update(
             status=Ticket.Status.CLAIMED, claimed_by=agent, claimed_at=now
         )
+        push.tickets_changed(ticket.conversation_id)
         if not won:
             ticket.refresh_from_db()
             who = ticket.claimed_by.get_username() if ticket.claimed_by else "someone"
@@ -582,6 +583,7 @@ def _close_ticket(conversation: Conversation, status: str) -> None:
     Ticket.objects.filter(conversation=conversation, status__in=[Ticket.Status.OPEN, Ticket.Status.CLAIMED]).update(
         status=status, resolved_at=timezone.now()
     )
+    push.tickets_changed(conversation.pk)
 
 
 def _lock_held(conversation: Conversation, agent: User, doing: str) -> Conversation:
@@ -657,6 +659,7 @@ def release(conversation: Conversation, agent: User) -> None:
         )
         if not updated:
             raise Conflict("This conversation is not claimed.")
+        push.tickets_changed(conversation.pk)
         Conversation.objects.filter(pk=locked.pk).update(status=Conversation.Status.WAITING, assignee=None)
         conversation.status = Conversation.Status.WAITING
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -11,13 +13,14 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, OuterRef, Q, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from chat import actions
+from chat import actions, push
 from chat import metrics as support_metrics
+from chat.api import EVENTS_HEARTBEAT_S, EVENTS_POLL_S, EVENTS_WINDOW_S, sse_response, wants_stream
 from chat.errors import ChatError
 from chat.models import CannedReply, Conversation, Message, Ticket
 from chat.schemas import OtherChoice
@@ -25,6 +28,7 @@ from chat.serializers import choices_dict, message_dict
 from knowledge.models import Entry
 
 WORK_PERMISSION = "chat.change_ticket"
+STREAM_RETRY_MS = 1000  # the browser's EventSource reconnects this long after a stream ends or breaks
 
 
 def audit(request: HttpRequest, obj: Model, message: str) -> None:
@@ -205,11 +209,14 @@ def _act(request: HttpRequest, conversation: Conversation) -> None:
         messages.error(request, exc.message)
 
 
-def poll(request: HttpRequest, conversation_id: UUID) -> JsonResponse:
-    """New messages (notes included) and the status, for the workspace's live view."""
+def poll(request: HttpRequest, conversation_id: UUID) -> HttpResponseBase:
+    """New messages (notes included) and the status, for the workspace's live view: one JSON snapshot, or with
+    ``Accept: text/event-stream`` a stream pushed as they are stored, resuming after ``after`` or Last-Event-ID."""
     _require(request, "chat.view_conversation")
     conversation = get_object_or_404(Conversation, pk=conversation_id)
-    after = int(request.GET.get("after", "0") or 0)
+    after = max(_cursor(request.GET.get("after")), _cursor(request.headers.get("Last-Event-ID")))
+    if wants_stream(request):
+        return sse_response(_workspace_events(_WorkspaceNews(conversation.pk, after)))
     fresh = conversation.messages.filter(id__gt=after).select_related("author").order_by("id")
     return JsonResponse(
         {
@@ -220,12 +227,82 @@ def poll(request: HttpRequest, conversation_id: UUID) -> JsonResponse:
     )
 
 
-def queue_counts(request: HttpRequest) -> JsonResponse:
+def queue_counts(request: HttpRequest) -> HttpResponseBase:
+    """How many tickets wait (and the newest ticket's id), for the queue page: one JSON snapshot, or with
+    ``Accept: text/event-stream`` a ``counts`` event now and whenever a ticket is opened, claimed or closed."""
     _require(request, "chat.view_ticket")
+    if wants_stream(request):
+        return sse_response(_queue_events())
+    return JsonResponse(_queue_snapshot())
+
+
+def _cursor(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
+
+
+def _event(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    """One SSE event; an id makes the browser's EventSource resume after it (Last-Event-ID)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+class _WorkspaceNews:
+    """What a workspace stream has sent so far, and the read that finds what it has not."""
+
+    def __init__(self, conversation_id: UUID, after: int) -> None:
+        self.conversation_id = conversation_id
+        self.last_id = after
+        self.state: tuple[str, str | None] | None = None
+
+    def read(self) -> list[bytes]:
+        out = []
+        fresh = Message.objects.filter(conversation_id=self.conversation_id, id__gt=self.last_id)
+        for message in fresh.select_related("author").order_by("id"):
+            self.last_id = message.pk
+            out.append(_event("message", _staff_message(message), message.pk))
+        state = Conversation.objects.filter(pk=self.conversation_id).values_list("status", "assignee__username").first()
+        if state is not None and state != self.state:
+            self.state = state
+            out.append(_event("status", {"status": state[0], "assignee": state[1]}))
+        return out
+
+
+async def _workspace_events(news: _WorkspaceNews) -> AsyncIterator[bytes]:
+    yield f"retry: {STREAM_RETRY_MS}\n\n".encode()
+    topics = [push.conversation_topic(news.conversation_id)]
+    async for woken in push.watch(
+        topics, window_s=EVENTS_WINDOW_S, heartbeat_s=EVENTS_HEARTBEAT_S, poll_s=EVENTS_POLL_S
+    ):
+        if woken is None:
+            yield b": keepalive\n\n"
+            continue
+        for chunk in await push.read(news.read):
+            yield chunk
+
+
+def _queue_snapshot() -> dict[str, int]:
     from chat.admin import waiting_counts
 
     newest = Ticket.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-    return JsonResponse({**waiting_counts(), "newest": newest})
+    return {**waiting_counts(), "newest": newest}
+
+
+async def _queue_events() -> AsyncIterator[bytes]:
+    yield f"retry: {STREAM_RETRY_MS}\n\n".encode()
+    sent: dict[str, int] | None = None
+    async for woken in push.watch(
+        [push.QUEUE], window_s=EVENTS_WINDOW_S, heartbeat_s=EVENTS_HEARTBEAT_S, poll_s=EVENTS_POLL_S
+    ):
+        if woken is None:
+            yield b": keepalive\n\n"
+            continue
+        counts = await push.read(_queue_snapshot)
+        if counts != sent:
+            sent = counts
+            yield _event("counts", counts)
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

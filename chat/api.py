@@ -6,7 +6,6 @@ conversation's secret token (``Authorization: Bearer``) replaces cookies, hence 
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
@@ -20,9 +19,9 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ValidationError
 
-from chat import actions, ratelimit
+from chat import actions, push, ratelimit
 from chat.errors import ChatError, InvalidRequest, NotFound
-from chat.models import Conversation, Message
+from chat.models import Conversation
 from chat.schemas import Close, Contact, Feedback, Handoff, PickChoice, PostMessage, Rating, StartConversation
 from chat.serializers import PUBLIC_ROLES, conversation_dict, message_dict
 from chat.turns import Event, answer_pick, respond
@@ -34,8 +33,9 @@ View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 B = TypeVar("B", bound=BaseModel)
 
 MAX_BODY_BYTES = 64 * 1024
-EVENTS_WINDOW_S = 25.0
-EVENTS_POLL_S = 0.4
+EVENTS_WINDOW_S = 3600.0  # an events stream ends after this long; the widget reconnects and resumes
+EVENTS_HEARTBEAT_S = 20.0  # a comment line this often: the widget gives up on a stream silent for 60 s
+EVENTS_POLL_S = 2.0  # how often a stream re-reads while the push bus is unreachable
 
 
 def error_response(code: str, message: str, status: int) -> JsonResponse:
@@ -231,38 +231,59 @@ def outcome(events: list[Event], conversation: Conversation) -> dict[str, Any]:
 
 @api(("GET",))
 async def events(request: HttpRequest, conversation_id: str) -> HttpResponseBase:
-    """New public messages and status changes, as SSE, for up to EVENTS_WINDOW_S; the widget reconnects."""
+    """New public messages and status changes, as SSE, pushed as they are stored (chat/push.py).
+
+    Resumes after the message id ``after``; each message is sent once, in id order. An idle stream costs no
+    queries: it sleeps until its conversation (or, while waiting, the queue) changes, with a comment line
+    every EVENTS_HEARTBEAT_S to keep proxies and the widget's idle timer content. It ends after
+    EVENTS_WINDOW_S; the widget reconnects.
+    """
     conversation = await conversation_for(request, conversation_id)
     try:
         after = int(request.GET.get("after", "0"))
     except ValueError:
         raise InvalidRequest("after: must be a message id (an integer)") from None
+    return sse_response(_conversation_events(conversation, after))
 
-    def fresh(last_id: int) -> list[Message]:
-        return list(
-            conversation.messages.filter(id__gt=last_id, role__in=PUBLIC_ROLES).select_related("author").order_by("id")
-        )
 
-    async def stream() -> AsyncIterator[bytes]:
-        last_id, last_status = after, conversation.status
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EVENTS_WINDOW_S
-        yield b": connected\n\n"
-        while loop.time() < deadline:
-            for message in await sync_to_async(fresh)(last_id):
-                last_id = message.pk
-                yield sse("message", message_dict(message))
-            current = (
-                await Conversation.objects.filter(pk=conversation.pk).values_list("status", flat=True).afirst()
-            ) or last_status
-            if current != last_status:
-                last_status = current
-                queue = await sync_to_async(actions.queue_info)(conversation)
-                yield sse("status", {"status": current, "queue": queue})
-            await asyncio.sleep(EVENTS_POLL_S)
-        yield sse("done", {})
+async def _conversation_events(conversation: Conversation, after: int) -> AsyncIterator[bytes]:
+    topic = push.conversation_topic(conversation.pk)
+    news = _News(conversation, after)
+    yield b": connected\n\n"
+    stream = push.watch([topic], window_s=EVENTS_WINDOW_S, heartbeat_s=EVENTS_HEARTBEAT_S, poll_s=EVENTS_POLL_S)
+    async for woken in stream:
+        if woken is None:
+            yield b": keepalive\n\n"
+            continue
+        for chunk in await push.read(news.read):
+            yield chunk
+        # A waiting customer's place in the queue moves when tickets ahead are claimed or closed.
+        woken.listen_to([topic, push.QUEUE] if news.status == Conversation.Status.WAITING else [topic])
+    yield sse("done", {})
 
-    return sse_response(stream())
+
+class _News:
+    """What a conversation's stream has sent so far, and the reads that find what it has not."""
+
+    def __init__(self, conversation: Conversation, after: int) -> None:
+        self.conversation = conversation
+        self.last_id = after
+        self.status: str = conversation.status
+        self.queue: dict[str, Any] | None = None
+
+    def read(self) -> list[bytes]:
+        out = []
+        fresh = self.conversation.messages.filter(id__gt=self.last_id, role__in=PUBLIC_ROLES)
+        for message in fresh.select_related("author").order_by("id"):
+            self.last_id = message.pk
+            out.append(sse("message", message_dict(message)))
+        status = Conversation.objects.filter(pk=self.conversation.pk).values_list("status", flat=True).first()
+        status = status or self.status
+        queue = actions.queue_info(self.conversation) if status == Conversation.Status.WAITING else None
+        if (status, queue) != (self.status, self.queue):
+            self.status, self.queue = status, queue
+            out.append(sse("status", {"status": status, "queue": queue}))
+        return out
 
 
 @api(("POST",))

