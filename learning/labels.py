@@ -30,10 +30,7 @@ from learning.models import LabelledExample, TurnLog
 Kind = LabelledExample.Kind
 Rule = LabelledExample.Rule
 
-CHOICE_PICKED: str = getattr(Rule, "CHOICE_PICKED", Rule.POSITIVE_FEEDBACK)
-"""The rule of a label from a customer's pick among offered choices. A ``Rule.CHOICE_PICKED`` value of its own
-needs a migration of ``learning.models`` (its choices change); until one exists, a pick is filed with the other
-explicit confirmation a customer gives, the helpful mark (the same entry, so a 👍 on the answer adds nothing)."""
+CHOICE_PICKED = Rule.CHOICE_PICKED
 
 UNCOVERED_REASONS = frozenset(
     {

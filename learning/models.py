@@ -81,6 +81,7 @@ class LabelledExample(models.Model):
 
     class Rule(models.TextChoices):
         POSITIVE_FEEDBACK = "positive_feedback", "Answer marked helpful"
+        CHOICE_PICKED = "choice_picked", "Customer picked an offered answer"
         NO_FOLLOW_UP = "no_follow_up", "Answer without follow-up"
         NEGATIVE_FEEDBACK = "negative_feedback", "Answer marked not helpful"
         ESCALATED_AFTER_ANSWER = "escalated_after_answer", "Escalated after an answer"
