@@ -712,7 +712,6 @@ textarea{font-size:16px}
   /** Draws a stored message once; `replacing` is the provisional element it takes the place of. */
   const showMessage = (m, { replacing = null, notify = false } = {}) => {
     if (!m || !["customer", "bot", "agent", "system"].includes(m.role)) return null;
-    if (m.language) followLanguage(m.language);
     if (m.id != null && seen.has(m.id)) {
       if (replacing && replacing !== seen.get(m.id)) replacing.remove();
       return seen.get(m.id);
@@ -1177,6 +1176,7 @@ textarea{font-size:16px}
   const refresh = async () => {
     try {
       const c = await api(`/api/conversations/${state.id}`);
+      if (c.language) followLanguage(c.language);
       for (const m of c.messages || []) showMessage(m, { notify: true });
       applyStatus(c.status, c.queue);
     } catch {
@@ -1275,6 +1275,9 @@ textarea{font-size:16px}
           kick();
           if (event !== "customer") return view.handle(event, data);
           stored = true;
+          // The server has just (re)detected the conversation's language from this message: follow it. (A
+          // message from the events stream may carry the language the stream began with, so only this one counts.)
+          if (data.language) followLanguage(data.language);
           closeChoices(); // the conversation moved on: earlier choices no longer apply
           mine.classList.remove("pending");
           showMessage(data, { replacing: mine });
