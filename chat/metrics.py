@@ -68,12 +68,32 @@ def satisfaction(ratings: dict[int, int], asked: int) -> dict[str, Any]:
 
 
 def top_unanswered(since: Any, limit: int = 300, similarity: float = 0.88) -> list[dict[str, Any]]:
-    """Questions the bot could not answer, grouped by meaning (greedy clustering on embeddings)."""
-    texts = list(
+    """Questions the bot could not answer, grouped by meaning (greedy clustering on embeddings).
+
+    A ticket's question is the customer's last message, up to the one that triggered the hand-over, that the
+    person-or-risk rules leave alone: "this bot is useless" or "agent!" is the customer's reaction to a failed
+    answer, not the question the knowledge base lacks.
+    """
+    from knowledge.handoff import reason_by_rule
+
+    tickets = list(
         Ticket.objects.filter(created_at__gte=since, reason__in=UNANSWERED_REASONS, trigger_message__isnull=False)
         .order_by("-created_at")
-        .values_list("trigger_message__text", flat=True)[:limit]
+        .values_list("conversation_id", "trigger_message_id")[:limit]
     )
+    said: dict[Any, list[tuple[int, str]]] = {}
+    for conversation_id, pk, text in (
+        Message.objects.filter(conversation_id__in={c for c, _ in tickets}, role=Message.Role.CUSTOMER)
+        .order_by("-pk")
+        .values_list("conversation_id", "pk", "text")
+    ):
+        said.setdefault(conversation_id, []).append((pk, text))
+    texts = []
+    for conversation_id, trigger_id in tickets:
+        asked = (text for pk, text in said.get(conversation_id, []) if pk <= trigger_id and text.strip())
+        question = next((text for text in asked if reason_by_rule(text) is None), None)
+        if question is not None:
+            texts.append(question)
     if not texts:
         return []
     from knowledge.embeddings import get_encoder

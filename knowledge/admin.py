@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
+from django.template.defaultfilters import filesizeformat
+from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
-from knowledge import actions
+from knowledge import actions, parsers
 from knowledge.integrity import describe
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
 
@@ -33,13 +36,43 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
         return kb.entries.count()
 
 
+SYNCING = (Source.Status.QUEUED, Source.Status.RUNNING)
+
+
+def sync_state(source: Source) -> dict[str, Any]:
+    """What the sources pages show of a sync, for their polling script (``SourceAdmin.status_view``)."""
+    return {
+        "id": source.pk,
+        "status": source.status,
+        "label": source.get_status_display(),
+        "running": source.status in SYNCING,
+        "progress": f"{source.items_done}/{source.items_total}" if source.status in SYNCING else "—",
+    }
+
+
+def format_help() -> dict[str, Any]:
+    """The formats and column names ``knowledge.parsers`` accepts, for the help on the "Add source" form."""
+    return {
+        "extensions": " ".join(parsers.SUPPORTED_EXTENSIONS),
+        "max_size": filesizeformat(settings.KNOWLEDGE_MAX_FILE_BYTES),
+        "max_pages": settings.KNOWLEDGE_CRAWL_MAX_PAGES,
+        "question_keys": parsers._QUESTION_KEYS,
+        "answer_keys": parsers._ANSWER_KEYS,
+        "id_keys": parsers._ID_KEYS,
+        "language_keys": parsers._LANGUAGE_KEYS,
+        "url_keys": parsers._URL_KEYS,
+        "list_keys": parsers._ENTRY_LIST_KEYS,
+    }
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "knowledge_base", "kind", "status", "progress", "last_synced_at", "counts")
+    list_display = ("name", "knowledge_base", "kind", "sync_status", "progress", "last_synced_at", "result")
     list_filter = ("knowledge_base", "kind", "status")
     search_fields = ("name", "location")
     readonly_fields = (
-        "status",
+        "sync_status",
+        "progress",
         "last_synced_at",
         "items_total",
         "items_done",
@@ -52,25 +85,67 @@ class SourceAdmin(admin.ModelAdmin):
         "error",
         "created_at",
     )
-    exclude = ("issues",)
+    exclude = ("issues", "status")
     actions = ("resync",)
+    change_form_template = "admin/knowledge/source/ops_change_form.html"
+    change_list_template = "admin/knowledge/source/ops_change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        status = path("status/", self.admin_site.admin_view(self.status_view), name="knowledge_source_status")
+        return [status, *super().get_urls()]
+
+    def status_view(self, request: HttpRequest) -> JsonResponse:
+        """The sync state of the sources whose ids the page asks for (``?id=1&id=2``)."""
+        ids = [int(value) for value in request.GET.getlist("id") if value.isdigit()][:500]
+        sources = self.get_queryset(request).filter(pk__in=ids)
+        return JsonResponse({"sources": [sync_state(source) for source in sources]})
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial: dict[str, Any] = super().get_changeform_initial_data(request)
+        if "knowledge_base" not in initial:
+            only = list(KnowledgeBase.objects.values_list("pk", flat=True)[:2])
+            if len(only) == 1:
+                initial["knowledge_base"] = only[0]
+        return initial
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        context["format_help"] = format_help()
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    @admin.display(description="status")
+    def sync_status(self, source: Source) -> str:
+        return format_html(
+            '<span data-sync-status="{}" data-state="{}">{}</span>',
+            source.pk,
+            source.status,
+            source.get_status_display(),
+        )
 
     @admin.display(description="progress")
     def progress(self, source: Source) -> str:
-        if source.status in (Source.Status.RUNNING, Source.Status.QUEUED):
-            return f"{source.items_done}/{source.items_total}"
-        return "—"
+        return format_html('<span data-sync-progress="{}">{}</span>', source.pk, sync_state(source)["progress"])
 
-    @admin.display(description="added / updated / unchanged / removed / held")
-    def counts(self, source: Source) -> str:
-        return f"{source.added} / {source.updated} / {source.unchanged} / {source.removed} / {source.held}"
+    @admin.display(description="result of the last sync")
+    def result(self, source: Source) -> str:
+        counts = (
+            f"{source.added} added, {source.updated} updated, {source.unchanged} unchanged, "
+            f"{source.removed} removed, {source.held} held for review"
+        )
+        problems = len(source.issues or [])
+        if source.error:
+            return format_html("{}<br><strong>Error:</strong> {}", counts, source.error)
+        if problems:
+            return format_html(
+                "{}<br>{} problem{} (open the source to read them)", counts, problems, "s"[problems == 1 :]
+            )
+        return counts
 
     @admin.display(description="problems in the last sync")
     def issue_report(self, source: Source) -> str:
         if not source.issues:
             return "none"
         return format_html(
-            "<ul>{}</ul>",
+            '<ul class="wrap">{}</ul>',
             format_html_join("", "<li><b>{}</b>: {}</li>", ((i["location"], i["message"]) for i in source.issues)),
         )
 
@@ -80,7 +155,7 @@ class SourceAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if obj.kind != Source.Kind.MANUAL and (obj.upload or obj.location):
             enqueue_sync(obj)
-            messages.info(request, f"“{obj.name}” is being synced; refresh to see its progress.")
+            messages.info(request, f"“{obj.name}” is being synced; its progress updates on this page.")
 
     @admin.action(description="Re-sync selected sources")
     def resync(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:

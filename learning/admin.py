@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from knowledge.admin import KnowledgeBaseAdmin, RoutingVersionAdmin
 from knowledge.models import KnowledgeBase, RoutingVersion
@@ -128,12 +135,148 @@ class LabelledExampleAdmin(admin.ModelAdmin):
         self.message_user(request, "Marked as out of scope.", messages.SUCCESS)
 
 
+def local_time(value: datetime | None) -> str:
+    """One timezone on every job page: the project's TIME_ZONE, named."""
+    if value is None:
+        return "—"
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S} ({settings.TIME_ZONE})"
+
+
+_LOG_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d) ")
+_SERVER_PATH = re.compile(r"(?<![\w.])/(?:[\w.@-]+/)+[\w.@-]*")
+
+
+def readable_log(job: RetrainingJob) -> str:
+    """The job's log with its UTC clock times shown in TIME_ZONE and server paths left out."""
+    day = (job.started_at or job.queued_at or job.created_at).astimezone(UTC).date()
+    previous: datetime | None = None
+    lines = []
+    for line in job.log.splitlines():
+        match = _LOG_TIME.match(line)
+        if match:
+            hour, minute, second = (int(part) for part in match.groups())
+            moment = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=UTC)
+            if previous is not None and moment < previous:  # the log ran past midnight (UTC)
+                moment += timedelta(days=1)
+                day = moment.date()
+            previous = moment
+            line = f"{timezone.localtime(moment):%H:%M:%S} {line[match.end() :]}"
+        lines.append(_SERVER_PATH.sub("(on the server)", line))
+    return "\n".join(lines)
+
+
+def start_retraining(model_admin: admin.ModelAdmin, request: HttpRequest, kb: KnowledgeBase) -> RetrainingJob:
+    """ "Retrain now" from any admin page: fail stale jobs, then queue one job (or find the one already queued)."""
+    for stale in retraining.fail_stale_jobs(kb):
+        model_admin.message_user(
+            request,
+            f"{kb.slug}: job #{stale} had lost its worker (no heartbeat); marked failed, it can be resumed.",
+            messages.WARNING,
+        )
+    job, created = retraining.request_job(kb, RetrainingJob.Trigger.ADMIN, request.user)  # type: ignore[arg-type]
+    if created:
+        retraining.queue_job(job)
+    state = "queued" if created else f"already {job.get_status_display().lower()}"
+    model_admin.message_user(request, f"{kb.name}: retraining job #{job.pk} {state}.", messages.INFO)
+    return job
+
+
 @admin.register(RetrainingJob)
 class RetrainingJobAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "trigger", "status", "progress", "stage", "candidate", "created_at", "finished_at")
+    list_display = ("__str__", "trigger", "status", "progress", "stage", "candidate", "created", "finished")
     list_filter = ("knowledge_base", "status", "trigger")
-    readonly_fields = ["figures", *(f.name for f in RetrainingJob._meta.fields)]
+    fieldsets = (
+        (None, {"fields": ("knowledge_base", "status", "progress", "stage", "trigger", "triggered_by")}),
+        ("Result", {"fields": ("figures", "candidate", "baseline_version", "error")}),
+        ("Times", {"fields": ("created", "queued", "started", "heartbeat", "finished", "window")}),
+        ("Run", {"fields": ("attempts", "worker", "run_log")}),
+    )
+    readonly_fields = [
+        "figures",
+        "created",
+        "queued",
+        "started",
+        "heartbeat",
+        "finished",
+        "window",
+        "run_log",
+        *(f.name for f in RetrainingJob._meta.fields),
+    ]
     actions = ("resume",)
+    change_list_template = "admin/learning/retrainingjob/ops_change_list.html"
+    change_form_template = "admin/learning/retrainingjob/ops_change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        retrain = path(
+            "retrain/", self.admin_site.admin_view(require_POST(self.retrain_view)), name="learning_retrain_now"
+        )
+        return [retrain, *super().get_urls()]
+
+    def retrain_view(self, request: HttpRequest) -> HttpResponse:
+        """POST ``knowledge_base``: queue a job and show it."""
+        kb = get_object_or_404(KnowledgeBase, pk=request.POST.get("knowledge_base") or 0)
+        if not request.user.has_perm("knowledge.change_knowledgebase"):
+            raise PermissionDenied
+        job = start_retraining(self, request, kb)
+        return HttpResponseRedirect(reverse("admin:learning_retrainingjob_change", args=[job.pk]))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        context = {
+            "knowledge_bases": KnowledgeBase.objects.order_by("name"),
+            "can_retrain": request.user.has_perm("knowledge.change_knowledgebase"),
+            "time_zone": settings.TIME_ZONE,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        # A job is a record of a run: nothing on it is edited, so no Save buttons (actions stay on the list).
+        context = {
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_save_as_new": False,
+            "time_zone": settings.TIME_ZONE,
+            **(extra_context or {}),
+        }
+        return super().changeform_view(request, object_id, form_url, context)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, job: RetrainingJob) -> str:
+        return local_time(job.created_at)
+
+    @admin.display(description="queued")
+    def queued(self, job: RetrainingJob) -> str:
+        return local_time(job.queued_at)
+
+    @admin.display(description="started")
+    def started(self, job: RetrainingJob) -> str:
+        return local_time(job.started_at)
+
+    @admin.display(description="last sign of life")
+    def heartbeat(self, job: RetrainingJob) -> str:
+        return local_time(job.heartbeat_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, job: RetrainingJob) -> str:
+        return local_time(job.finished_at)
+
+    @admin.display(description="data window")
+    def window(self, job: RetrainingJob) -> str:
+        start = local_time(job.window_start) if job.window_start else "the beginning"
+        return f"{start} → {local_time(job.window_end)}"
+
+    @admin.display(description="log")
+    def run_log(self, job: RetrainingJob) -> str:
+        if not job.log:
+            return "—"
+        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', readable_log(job))
 
     @admin.display(description="Candidate against the live version")
     def figures(self, job: RetrainingJob) -> str:
@@ -164,13 +307,14 @@ class RetrainingJobAdmin(admin.ModelAdmin):
         )
         gate = job.metrics.get("gate") or {}
         verdict = "promote" if gate.get("promote") else "refused"
-        notes = format_html_join(
-            "", "<li>{}</li>", ((line,) for line in [*gate.get("reasons", []), *gate.get("warnings", [])])
-        )
+        if gate.get("confidence"):
+            verdict += f" (refuses only when at least {gate['confidence']:.0%} sure the candidate is worse)"
+        lines = [*gate.get("reasons", []), *gate.get("evidence", []), *gate.get("warnings", [])]
+        notes = format_html_join("", "<li>{}</li>", ((line,) for line in lines))
         return format_html(
-            "<table><thead><tr><th>set</th><th>questions</th><th>auto-resolution</th><th>wrong answers</th>"
-            "<th>out-of-scope recall</th></tr></thead><tbody>{}</tbody></table><p>Gate: <strong>{}</strong></p>"
-            "<ul>{}</ul>",
+            '<table class="ops-figures"><thead><tr><th>set</th><th>questions</th><th>auto-resolution</th>'
+            "<th>wrong answers</th><th>out-of-scope recall</th></tr></thead><tbody>{}</tbody></table>"
+            "<p>Gate: <strong>{}</strong></p><ul>{}</ul>",
             rows,
             verdict,
             notes,
@@ -199,22 +343,24 @@ admin.site.unregister(KnowledgeBase)
 
 @admin.register(KnowledgeBase)
 class LearningKnowledgeBaseAdmin(KnowledgeBaseAdmin):
+    list_display: tuple[str, ...] = (*KnowledgeBaseAdmin.list_display, "retrain_button")  # type: ignore[assignment]
     actions = ("retrain_now",)
+    change_form_template = "admin/learning/knowledgebase/ops_change_form.html"
+
+    @admin.display(description="retraining")
+    def retrain_button(self, kb: KnowledgeBase) -> str:
+        # A submit button of the list's own form (it carries the CSRF token), aimed at the retrain view.
+        return format_html(
+            '<button type="submit" class="ops-button" formaction="{}" name="knowledge_base" value="{}">'
+            "Retrain now</button>",
+            reverse("admin:learning_retrain_now"),
+            kb.pk,
+        )
 
     @admin.action(description="Retrain now", permissions=["change"])
     def retrain_now(self, request: HttpRequest, queryset: QuerySet[KnowledgeBase]) -> None:
         for kb in queryset:
-            for stale in retraining.fail_stale_jobs(kb):
-                self.message_user(
-                    request,
-                    f"{kb.slug}: job #{stale} had lost its worker (no heartbeat); marked failed, it can be resumed.",
-                    messages.WARNING,
-                )
-            job, created = retraining.request_job(kb, RetrainingJob.Trigger.ADMIN, request.user)  # type: ignore[arg-type]
-            if created:
-                retraining.queue_job(job)
-            state = "queued" if created else f"already {job.status}"
-            self.message_user(request, f"{kb.slug}: retraining job #{job.pk} {state}.", messages.INFO)
+            start_retraining(self, request, kb)
 
 
 admin.site.unregister(RoutingVersion)
