@@ -7,6 +7,8 @@ client in this process, as the widget holds it.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,7 @@ import httpx
 import pytest
 from celery import shared_task
 
-from tests.browser.server import manage
+from tests.browser.server import free_port, manage
 from tests.integration.product import REPO, product_env, shell, uvicorn
 from tests.processes import stop
 
@@ -179,3 +181,52 @@ def test_a_command_reaches_an_open_stream_through_redis(tmp_path: Path, redis_ur
         assert not list(folder.glob("*.sock")), "with Redis, no socket is bound"
         stored = reply_from_a_command(env, conversation["id"], "Through Redis")
         assert widget.wait_for("Through Redis") - stored < 1.0
+
+
+@contextmanager
+def redis_server(port: int, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: run scripts/system-deps.sh"
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield process
+    finally:
+        stop(process)
+
+
+def test_through_a_redis_outage_streams_poll_and_once_it_is_back_they_are_pushed_again(
+    tmp_path: Path, settings: Any
+) -> None:
+    from chat import api
+
+    port = free_port()
+    env = product_env(tmp_path / "data", PUSH_URL=f"redis://127.0.0.1:{port}/0")
+    conversation = prepared(env)
+    with (
+        redis_server(port, tmp_path) as redis,
+        uvicorn(env, tmp_path / "web.log") as base,
+        open_widget(base, conversation) as widget,
+    ):
+        stored = reply_from_a_command(env, conversation["id"], "Before")
+        assert widget.wait_for("Before") - stored < 1.0
+        stop(redis)
+
+        stored = reply_from_a_command(env, conversation["id"], "During the outage")
+        assert widget.wait_for("During the outage") - stored < api.EVENTS_POLL_S + 1.5
+
+        with redis_server(port, tmp_path):
+            time.sleep(8)  # the web process reconnects (backoff up to 5 s, jittered)
+            stored = reply_from_a_command(env, conversation["id"], "After")
+            assert widget.wait_for("After") - stored < 1.0
+        texts = [message["text"] for _, message in widget.messages]
+    assert texts == ["Before", "During the outage", "After"]
