@@ -116,6 +116,7 @@ def close_by_customer(conversation: Conversation) -> None:
         closed = Ticket.objects.filter(
             conversation=locked, status__in=[Ticket.Status.OPEN, Ticket.Status.CLAIMED]
         ).update(status=Ticket.Status.WITHDRAWN, resolved_at=timezone.now())
+        push.tickets_changed(locked.pk)
         if locked.status == Conversation.Status.RESOLVED and not closed:
             return
         Conversation.objects.filter(pk=locked.pk).update(
