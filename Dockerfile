@@ -11,4 +11,4 @@ RUN useradd --create-home --uid 1000 app && mkdir -p /data && chown app /data \
  && DATABASE_URL=sqlite:////tmp/build.sqlite3 SECRET_KEY=build python manage.py collectstatic --noinput
 USER app
 EXPOSE 8000
-CMD ["uvicorn", "support.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+CMD ["uvicorn", "support.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--timeout-graceful-shutdown", "5"]

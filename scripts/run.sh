@@ -77,7 +77,7 @@ $py manage.py setup_demo
 .venv/bin/celery -A support worker --beat --loglevel INFO --concurrency 1 \
   --without-mingle --without-gossip --schedule var/celerybeat-schedule 9>&- &
 pids+=($!)
-.venv/bin/uvicorn support.asgi:application --host "$host" --port "$port" --no-access-log 9>&- &
+.venv/bin/uvicorn support.asgi:application --host "$host" --port "$port" --no-access-log --timeout-graceful-shutdown 5 9>&- &
 pids+=($!)
 
 sleep 2
