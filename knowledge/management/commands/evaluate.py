@@ -57,7 +57,7 @@ class Command(BaseCommand):
         if self.thresholds_path is not None:
             try:
                 self.thresholds = json.loads(self.thresholds_path.read_text(encoding="utf-8"))
-                float(self.thresholds["threshold"]), float(self.thresholds["choice_threshold"])  # type: ignore[index]
+                float(self.thresholds["threshold"]), float(self.thresholds["choice_threshold"])
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CommandError(f"--thresholds: {self.thresholds_path} has no thresholds ({exc})") from exc
         for name in ("faq", "queries", "examples", "calibrate"):
