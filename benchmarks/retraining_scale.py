@@ -9,8 +9,8 @@ straight to the database in the shape the logging task writes (conversation, cus
 bot's escalation notice, turn log): going through the chat, as the replay does, takes 28 ms a turn.
 Beyond the 15,000 real queries, each one comes back with a greeting and/or a closing ("hi, … thanks"),
 so that every turn is a distinct text the job must embed. The job then runs as "Retrain now" runs it:
-refresh every turn, derive labels, learn phrasings, train the head, calibrate, evaluate against the
-live version, export, gate.
+read again the turns whose conversation changed since they were logged (``--changed``), derive labels,
+learn phrasings, train the head, calibrate, evaluate against the live version, export, gate.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def variants(texts: list[str], count: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=10_000)
+    parser.add_argument(
+        "--changed", type=float, default=0.1, help="share of conversations an agent writes in after they were logged"
+    )
     args = parser.parse_args()
     isolated_django()
     from django.db import transaction
@@ -104,10 +107,18 @@ def main() -> None:
                     )
                 )
             TurnLog.objects.bulk_create(logs)
+        # after logging, an agent writes in some conversations: only those turns are read again by the job
+        changed = Conversation.objects.filter(knowledge_base=kb).order_by("?")[: int(len(texts) * args.changed)]
+        Message.objects.bulk_create(
+            [Message(conversation=c, role="agent", text="Anything else I can help with?") for c in changed]
+        )
     written_s = time.perf_counter() - started
 
     job, job_line = timed_retraining(kb)
-    print(f"machine: {machine()}; turns: {len(texts)} (written in {written_s:.0f}s)")
+    print(
+        f"machine: {machine()}; turns: {len(texts)}, {args.changed:.0%} of them changed after logging "
+        f"(written in {written_s:.0f}s)"
+    )
     print(job_line)
     print("stage times (from the job log):\n" + job.log)
 

@@ -1,0 +1,61 @@
+"""Routing versions and the learned phrasings each was trained with: promotion and rollback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.contrib.auth.models import User
+
+from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion
+from learning.models import RetrainingJob
+
+logger = logging.getLogger(__name__)
+
+LEARNED_ORIGIN = "conversation"
+"""``knowledge.Example.origin`` of phrasings the learning loop adds; the loop owns exactly these rows."""
+
+
+def learned_examples_of(version: RoutingVersion | None) -> list[tuple[str, int | None]]:
+    """The learned (text, entry id) pairs ``version`` was trained with; none for a version the loop did not make."""
+    if version is None:
+        return []
+    job = RetrainingJob.objects.filter(candidate=version).exclude(artefacts__examples=None).first()
+    pairs = job.artefacts.get("examples", []) if job else []
+    return [(str(text), int(entry_id) if entry_id is not None else None) for text, entry_id in pairs]
+
+
+def sync_learned_examples(kb: KnowledgeBase, desired: Iterable[tuple[str, int | None]]) -> tuple[int, int]:
+    """Make the learned phrasings in the index exactly ``desired``; returns (added, removed)."""
+    from knowledge import index, routing
+
+    wanted = {(text, entry_id) for text, entry_id in desired}
+    current = {(ex.text, ex.entry_id): ex.pk for ex in Example.objects.filter(knowledge_base=kb, origin=LEARNED_ORIGIN)}
+    stale = [pk for pair, pk in current.items() if pair not in wanted]
+    if stale:
+        index.remove_examples(kb, stale)
+        Example.objects.filter(pk__in=stale).delete()
+    missing = [pair for pair in wanted if pair not in current]
+    entries = Entry.objects.in_bulk([entry_id for _, entry_id in missing if entry_id is not None])
+    pairs = [
+        (text, entries.get(entry_id) if entry_id is not None else None)
+        for text, entry_id in sorted(missing, key=lambda p: (p[0], p[1] or 0))
+        if entry_id is None or entry_id in entries
+    ]
+    added = routing.add_examples(kb, pairs, origin=LEARNED_ORIGIN) if pairs else []
+    return len(added), len(stale)
+
+
+def activate_version(version: RoutingVersion, user: User | None = None) -> None:
+    """Promote or roll back: the index gets the version's learned phrasings, then the version goes live.
+
+    The chat reads the active version per message, so the switch needs no restart.
+    """
+    from knowledge import routing
+
+    sync_learned_examples(version.knowledge_base, learned_examples_of(version))
+    routing.activate_version(version)
+    logger.info(
+        "routing version activated",
+        extra={"kb": version.knowledge_base.slug, "version": version.number, "by": user.get_username() if user else ""},
+    )
