@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/learning_loop.py --set soportemax          # replay half of dev, evaluate the other half
     .venv/bin/python benchmarks/learning_loop.py --set clinc150 --limit 10000   # replay train, evaluate val
+    .venv/bin/python benchmarks/learning_loop.py --seeds 10   # soportemax, 10 seeds: how often the gate promotes
 
 Learning curve: the FAQ is ingested; the held-back queries are routed (before); the replayed queries
 go through the logging path as confirmed conversations (`learning.replay`, what `manage.py replay`
@@ -13,6 +14,7 @@ and without the learning signal that enqueues the turn log (filesystem broker).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
 from typing import Any
@@ -31,8 +33,14 @@ def main() -> None:
     parser.add_argument("--set", choices=sorted(SETS), default="soportemax")
     parser.add_argument("--limit", type=int, default=0, help="replay at most this many queries")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="soportemax: this many seeds from --seed, each on a fresh knowledge base"
+    )
     args = parser.parse_args()
     isolated_django()
+    if args.seeds:
+        promotion_rate(args.seed, args.seeds)
+        return
     from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
     from knowledge.evaluation import Outcome, figures, read_queries
     from knowledge.models import Entry
@@ -75,6 +83,82 @@ def main() -> None:
     print(f"after:  {json.dumps(after)}")
     print(f"logging overhead on storing a reply: p50 {overhead['p50']} ms, p95 {overhead['p95']} ms")
     print("job log:\n" + job.log[-3000:])
+
+
+def promotion_rate(first: int, count: int) -> None:
+    """The supported path, once per seed on a fresh knowledge base: ingest soportemax's FAQ, ``manage.py replay``
+    half of dev, ``manage.py retrain``. The other half measures the live version before, the candidate (promoted
+    or not) and the live version after, with the gate's own decision function (total resolution = direct +
+    choices). A candidate is "really better" when it resolves more of the other half without more wrong answers.
+    """
+    from django.core.management import call_command
+
+    from knowledge import routing
+    from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
+    from knowledge.evaluation import LabelledQuery, read_queries
+    from knowledge.models import Entry, RoutingVersion
+    from learning import actions, replay, retraining
+    from learning.models import RetrainingJob
+
+    faq, dev = SHARED_DATA / "soportemax" / "faq.jsonl", SHARED_DATA / "soportemax" / "dev.jsonl"
+    queries = read_queries(dev)
+    rows = []
+    print(f"machine: {machine()}; soportemax: replay half of dev, retrain, measure the other half; seeds {first}..")
+    for seed in range(first, first + count):
+        kb = get_or_create_knowledge_base(f"soportemax-{seed}")
+        source = source_for_location(kb, str(faq))
+        sync_source(source)
+        pks = dict(Entry.objects.filter(source=source).values_list("key", "pk"))
+        other = [
+            LabelledQuery(q.text, str(pks[q.faq_id]) if q.faq_id else None, q.lang, q.kind)
+            for q in replay.pick_half(queries, "second", seed)
+        ]
+        started = time.perf_counter()
+        call_command("replay", str(dev), "--kb", kb.slug, "--half", "first", "--seed", str(seed), stdout=io.StringIO())
+        _, live = routing.active_model(kb)
+        before = retraining.evaluate(kb, live, other)
+        call_command("retrain", "--kb", kb.slug, stdout=io.StringIO())
+        seconds = time.perf_counter() - started
+        job = RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
+        _, live = routing.active_model(kb)
+        after = retraining.evaluate(kb, live, other)
+        candidate = after
+        if job.candidate is not None and job.status != RetrainingJob.Status.PROMOTED:
+            actions.sync_learned_examples(kb, actions.learned_examples_of(job.candidate))
+            candidate = retraining.evaluate(kb, routing.load_model(kb, job.candidate.model), other)
+            active = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).first()
+            actions.sync_learned_examples(kb, actions.learned_examples_of(active))
+        better = resolved(candidate) > resolved(before) and wrong(candidate) <= wrong(before)
+        rows.append((seed, job.status, better, before, candidate, after))
+        gate = job.metrics.get("gate", {})
+        print(
+            f"seed {seed}: {job.status} in {seconds:.0f}s; other half ({len(other)}): total resolution "
+            f"{before['total_resolution']:.3f} -> candidate {candidate['total_resolution']:.3f}, wrong answers "
+            f"{wrong(before)} -> {wrong(candidate)}; really better: {better}; live after: "
+            f"{after['total_resolution']:.3f}",
+            flush=True,
+        )
+        for line in [*gate.get("evidence", []), *gate.get("reasons", [])]:
+            print(f"    gate: {line}", flush=True)
+    promoted = sum(1 for row in rows if row[1] == RetrainingJob.Status.PROMOTED)
+    better = [row for row in rows if row[2]]
+    promoted_better = sum(1 for row in better if row[1] == RetrainingJob.Status.PROMOTED)
+    refused_worse = sum(1 for row in rows if not row[2] and row[1] != RetrainingJob.Status.PROMOTED)
+    mean = lambda key, at: sum(row[at][key] for row in rows) / len(rows)  # noqa: E731 - a one-line average
+    print(
+        f"promoted {promoted} of {len(rows)} seeds; really better in {len(better)}, of which promoted "
+        f"{promoted_better}; not better and refused: {refused_worse} of {len(rows) - len(better)}; mean total "
+        f"resolution on the other half {mean('total_resolution', 3):.3f} -> candidate "
+        f"{mean('total_resolution', 4):.3f}, live after {mean('total_resolution', 5):.3f}"
+    )
+
+
+def resolved(figures: dict) -> int:
+    return figures["verdicts"].count("R") + figures["verdicts"].count("C")
+
+
+def wrong(figures: dict) -> int:
+    return figures["verdicts"].count("W") + figures["verdicts"].count("A")
 
 
 def logging_overhead(kb: Any, runs: int = 300) -> dict[str, float]:

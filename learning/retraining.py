@@ -1,10 +1,11 @@
 """One retraining job, start to end: labels → learned phrasings → head → calibration → gate → promote.
 
 The candidate faces the live version on the held-out slice of labelled conversations (never trained on)
-and on the configured benchmark files. It goes live only if auto-resolution holds or improves and the
-wrong-answer rate rises by at most LEARNING_MAX_WRONG_ANSWER_INCREASE on every set; promotion is one
-atomic activation, the very last step. A refused or failed job puts the index back as the live version
-had it. A job can be run again (resumed): every step is idempotent and a saved candidate is reused.
+and on the configured benchmark files, question by question. It goes live only if it resolves more questions
+or gives fewer wrong answers, and is not significantly worse on any set (``learning.gate``, which also says
+how sure it is); promotion is one atomic activation, the very last step. A refused or failed job puts the
+index back as the live version had it. A job can be run again (resumed): every step is idempotent and a
+saved candidate is reused.
 
 A running job's worker writes a heartbeat every HEARTBEAT_S seconds (a thread, besides the progress lines).
 A job without one for LEARNING_JOB_STALE_MINUTES lost its worker (killed, restarted, out of memory): it is
@@ -34,6 +35,7 @@ from django.utils import timezone
 from knowledge.evaluation import LabelledQuery, Outcome, figures, read_queries
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
 from learning import actions, labels
+from learning.gate import GATE_CONFIDENCE, decide, unmeasured, verdicts
 from learning.models import RetrainingJob, Split
 
 logger = logging.getLogger(__name__)
@@ -110,46 +112,13 @@ def evaluate(kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery]) ->
         if answered is None and model.offers_choices(result):
             offered = tuple(e for e, _ in result.candidates[: routing.MAX_CHOICES] if e in answerable)
         outcomes.append(Outcome(query, answered, "answer" if answered else "escalate", 0.0, offered))
-    return figures(outcomes)
+    return {**figures(outcomes), "verdicts": verdicts(outcomes)}
 
 
 def gate(live: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]]) -> tuple[bool, list[str]]:
-    """Promote only if, on every set, auto-resolution holds or improves, wrong answers rise at most their margin
-    and out-of-scope recall (where the set has out-of-scope questions) stays at or above LEARNING_MIN_OOS_RECALL, or
-    at the live version's if that was already lower.
-
-    A floor rather than "no drop": the live version of a new knowledge base escalates nearly everything, so any
-    candidate that answers more catches fewer uncovered questions (clinc150: 100 % -> 90 %, with auto-resolution
-    40 % -> 92 %). Those it answers count as wrong answers too."""
-    reasons: list[str] = []
-    measured = 0
-    for name, before in live.items():
-        after = candidate[name]
-        if not before.get("n"):
-            continue
-        measured += 1
-        ar_before, ar_after = before["auto_resolution"], after["auto_resolution"]
-        if ar_before is not None and (ar_after or 0.0) < ar_before - 1e-9:
-            reasons.append(f"{name}: auto-resolution falls from {ar_before:.3f} to {ar_after or 0:.3f}")
-        wrong_before, wrong_after = before["wrong_answer_rate"] or 0.0, after["wrong_answer_rate"] or 0.0
-        if wrong_after > wrong_before + settings.LEARNING_MAX_WRONG_ANSWER_INCREASE + 1e-9:
-            reasons.append(f"{name}: wrong-answer rate rises from {wrong_before:.3f} to {wrong_after:.3f}")
-        oos_before, oos_after = before.get("oos_recall"), after.get("oos_recall")
-        floor = min(oos_before, settings.LEARNING_MIN_OOS_RECALL) if oos_before is not None else None
-        if floor is not None and (oos_after or 0.0) < floor - 1e-9:
-            reasons.append(
-                f"{name}: out-of-scope recall {oos_after or 0:.3f} is under {floor:.3f} (live: {oos_before:.3f})"
-            )
-    if not measured:
-        reasons.append("nothing to evaluate on: no held-out labelled conversations and no benchmark")
-    return not reasons, reasons
-
-
-def unmeasured(live: dict[str, dict[str, Any]]) -> list[str]:
-    """What the gate could not see: shown with its decision, so ops know what a promotion rests on."""
-    if any(figures.get("oos_recall") is not None for figures in live.values()):
-        return []
-    return ["no evaluation set has out-of-scope questions: answers to uncovered questions were not measured"]
+    """Promote, or the reasons not to (``learning.gate``: paired, significance-aware)."""
+    decision = decide(live, candidate)
+    return decision.promote, decision.reasons
 
 
 # --- the job's lifecycle -------------------------------------------------------------------------
@@ -380,9 +349,17 @@ class Runner:
         model = _model_of(candidate)
         after = {s.name: evaluate(kb, model, s.queries) for s in sets}
         job.metrics["candidate"] = after
-        promote, reasons = gate(baseline, after)
-        warnings = unmeasured(baseline)
-        job.metrics["gate"] = {"promote": promote, "reasons": reasons, "warnings": warnings}
+        decision = decide(baseline, after)
+        promote, reasons, warnings = decision.promote, decision.reasons, unmeasured(baseline)
+        job.metrics["gate"] = {
+            "promote": promote,
+            "reasons": reasons,
+            "warnings": warnings,
+            "evidence": decision.evidence,
+            "confidence": GATE_CONFIDENCE,
+        }
+        for line in decision.evidence:
+            self.say(f"gate: {line}")
         for warning in warnings:
             self.say(f"gate: warning — {warning}")
         self.say("gate: promote" if promote else "gate: refused — " + "; ".join(reasons), 85, "gate")
