@@ -165,13 +165,18 @@ def _parts(request: HttpRequest, conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _number(value: str | None) -> int:
+    """An id from a form: anything that is not a number is no id (0 matches nothing), never a server error."""
+    return int(value) if value and value.isdigit() else 0
+
+
 def _act(request: HttpRequest, conversation: Conversation) -> None:
     op = request.POST.get("op", "")
     user = request.user
     assert isinstance(user, User)
     try:
         if op == "claim":
-            ticket = get_object_or_404(Ticket, pk=request.POST.get("ticket"), conversation=conversation)
+            ticket = get_object_or_404(Ticket, pk=_number(request.POST.get("ticket")), conversation=conversation)
             actions.claim(ticket, user)
             audit(request, conversation, f"Took over ticket #{ticket.pk}")
             messages.success(request, "You have this conversation now; the bot is silent.")
@@ -195,7 +200,7 @@ def _act(request: HttpRequest, conversation: Conversation) -> None:
             audit(request, conversation, "Resolved")
             messages.success(request, "Resolved.")
         elif op == "draft":
-            entry = actions.draft_entry_from_reply(conversation, int(request.POST.get("message", "0")))
+            entry = actions.draft_entry_from_reply(conversation, _number(request.POST.get("message")))
             audit(request, conversation, f"Drafted FAQ entry #{entry.pk}")
             note = (
                 f" It looks like entry #{entry.duplicate_of_id} ({entry.duplicate_score:.2f}); ops will check."

@@ -98,7 +98,7 @@ def parse(request: HttpRequest, schema: type[B]) -> B:
             status=415,
         )
     if len(request.body) > MAX_BODY_BYTES:
-        raise ChatError(f"The request body is larger than {MAX_BODY_BYTES // 1024} kB.", code="too_large", status=413)
+        raise ChatError(schema.too_large(MAX_BODY_BYTES), code="too_large", status=413)
     try:
         data = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -231,3 +231,15 @@ def test_the_json_parts_are_json(client, agent, kb):
     response = _in_place(client, conversation, op="note", text="VIP")
     assert response["Content-Type"] == "application/json"
     assert "VIP" in json.loads(response.content)["history"]
+
+
+def test_ids_that_are_not_numbers_get_a_clear_answer_not_a_server_error(client, agent, kb):
+    conversation = _waiting(kb)
+    client.force_login(agent)
+    assert _in_place(client, conversation, op="claim", ticket="abc").status_code == 404
+    actions.claim(conversation.tickets.get(), agent)
+    drafted = _in_place(client, conversation, op="draft", message="1; DROP TABLE").json()
+    assert drafted["notices"][0]["level"] == "error"
+    assert _in_place(client, conversation, op="reply", text="hi", after="abc").status_code == 200
+    poll = client.get(reverse("admin:chat_conversation_poll", args=[conversation.pk]), {"after": "abc"})
+    assert poll.status_code == 200
