@@ -53,7 +53,8 @@ def freeze_word_embeddings(model: SentenceTransformer) -> None:
 
     Call it before :func:`train_on_engine_grid`, which then leaves the table off the grid (it is on it already).
     """
-    table: Any = model[0].auto_model.embeddings.word_embeddings
+    encoder: Any = model[0].auto_model
+    table: Any = encoder.embeddings.word_embeddings
     if parametrize.is_parametrized(table, "weight"):
         table.parametrizations.weight.original.requires_grad_(False)
     else:
