@@ -157,15 +157,23 @@ def refresh_turns(kb: KnowledgeBase, until: Any = None) -> int:
     """Bring the kept logs of ``kb`` up to date (feedback and resolutions arrive after the turn is logged).
 
     Only the turns whose conversation changed since they were last written are read again (``changed_turns``);
-    the others would be written back as they are. Returns how many were read again."""
-    logs = changed_turns(TurnLog.objects.filter(knowledge_base=kb)).select_related("question__conversation")
+    the others would be written back as they are. Returns how many were read again.
+
+    The ids are read first: a cursor left open while writing would, on SQLite, fail with "database is locked"
+    as soon as another connection (the job's heartbeat) writes in between."""
+    logs = changed_turns(TurnLog.objects.filter(knowledge_base=kb))
     if until is not None:
         logs = logs.filter(created_at__lte=until)
-    count = 0
-    for log in logs.iterator():
-        refresh_turn(log.question)
-        count += 1
-    return count
+    ids = list(logs.order_by("pk").values_list("question_id", flat=True))
+    for start in range(0, len(ids), REFRESH_BATCH):
+        for question in Message.objects.filter(pk__in=ids[start : start + REFRESH_BATCH]).select_related(
+            "conversation__knowledge_base"
+        ):
+            refresh_turn(question)
+    return len(ids)
+
+
+REFRESH_BATCH = 500
 
 
 REFRESH_SLACK = timedelta(minutes=1)
