@@ -170,7 +170,7 @@ def start_retraining(model_admin: admin.ModelAdmin, request: HttpRequest, kb: Kn
     for stale in retraining.fail_stale_jobs(kb):
         model_admin.message_user(
             request,
-            f"{kb.slug}: job #{stale} had lost its worker (no heartbeat); marked failed, it can be resumed.",
+            f"{kb.name}: job #{stale} had lost its worker (no heartbeat); marked failed, it can be resumed.",
             messages.WARNING,
         )
     job, created = retraining.request_job(kb, RetrainingJob.Trigger.ADMIN, request.user)  # type: ignore[arg-type]

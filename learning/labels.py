@@ -148,7 +148,14 @@ def derive_labels(kb: KnowledgeBase, until: datetime | None = None) -> int:
     logs = TurnLog.objects.filter(knowledge_base=kb).select_related("resolution_entry__source", "reply")
     if until is not None:
         logs = logs.filter(created_at__lte=until)
-    return sum(len(derive_for_turn(log, now)) for log in logs.iterator())
+    # ids first, then batches: an open read cursor while writing fails on SQLite ("database is locked") as soon as
+    # another connection writes, as the job's heartbeat thread does
+    ids = list(logs.values_list("pk", flat=True))
+    total = 0
+    for start in range(0, len(ids), 500):
+        batch = list(logs.filter(pk__in=ids[start : start + 500]))
+        total += sum(len(derive_for_turn(log, now)) for log in batch)
+    return total
 
 
 @transaction.atomic

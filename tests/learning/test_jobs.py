@@ -95,15 +95,15 @@ def test_retrain_now_is_not_blocked_by_a_job_whose_worker_died(ops_client, bare_
     assert published == [new.pk]
     assert RetrainingJob.objects.get(pk=dead.pk).status == Status.FAILED
     said = messages_of(response)
-    assert f"bare: job #{dead.pk} had lost its worker (no heartbeat); marked failed, it can be resumed." in said
-    assert f"bare: retraining job #{new.pk} queued." in said
+    assert f"Bare: job #{dead.pk} had lost its worker (no heartbeat); marked failed, it can be resumed." in said
+    assert f"Bare: retraining job #{new.pk} queued." in said
 
 
 def test_retrain_now_still_refuses_while_a_live_job_runs(ops_client, bare_kb, published):
     live = running_job(bare_kb, timedelta(seconds=20))
     url = reverse("admin:knowledge_knowledgebase_changelist")
     response = ops_client.post(url, {"action": "retrain_now", "_selected_action": [bare_kb.pk]}, follow=True)
-    assert f"bare: retraining job #{live.pk} already running." in messages_of(response)
+    assert f"Bare: retraining job #{live.pk} already running." in messages_of(response)
     assert published == []
 
 
