@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -127,7 +128,10 @@ if _database_password:
 # DATABASE_POOL_MAX_SIZE=0: no pool (one connection per thread, kept DATABASE_CONN_MAX_AGE seconds).
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=0, maximum=1000)
 DATABASE_POOL_TIMEOUT_S = env_float("DATABASE_POOL_TIMEOUT_S", 60.0, minimum=0.1)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
+# Celery's prefork pool forks its children after Django is set up: a connection pool inherited that way would be
+# shared by processes (one socket, two users). Celery processes take one connection per process instead.
+_CELERY_PROCESS = Path(sys.argv[0]).name == "celery" if sys.argv else False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE and not _CELERY_PROCESS:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 0,  # a Celery process or a command opens only what it uses

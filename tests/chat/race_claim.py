@@ -57,7 +57,8 @@ def main() -> None:
         User.objects.create_user(name, is_staff=True)
     connections.close_all()
 
-    context = multiprocessing.get_context("fork")
+    # spawn, as uvicorn starts its workers: a forked child would share the parent's pooled connections
+    context = multiprocessing.get_context("spawn")
     barrier, out = context.Barrier(2), context.Queue()
     workers = [context.Process(target=claim_as, args=(n, ticket.pk, barrier, out)) for n in ("alice", "bob")]
     for worker in workers:
