@@ -532,7 +532,8 @@ def find_personal_data(text: str, known: Iterable[str] = (), secrets: Iterable[s
         return []
     kept: list[Span] = []
     detected = (detector(text) for detector in DETECTORS)
-    for candidates in (_known_secrets(text, list(secrets)), *detected, _known_names(text, list(known))):
+    # what the text itself shows comes first (a cued CVV stays [CVV]); known secrets fill in their echoes
+    for candidates in (*detected, _known_secrets(text, list(secrets)), _known_names(text, list(known))):
         for span in candidates:
             if span.end > span.start and not any(span.start < k.end and k.start < span.end for k in kept):
                 kept.append(span)
