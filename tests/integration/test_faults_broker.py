@@ -73,8 +73,8 @@ def test_the_worker_survives_a_20s_redis_outage_with_a_task_in_flight(tmp_path):
                 time.sleep(20)
                 assert running.process.poll() is None, running.text()[-4000:]
                 assert "Unrecoverable error" not in running.text()
+                mark = len(running.text())  # before the restart: the worker may reconnect while it starts
                 redis.start()
-            mark = len(running.text())
             running.wait_for("Connected to ", timeout=60, after=mark)
 
             enqueue_log(env, second)  # sent after Redis is back

@@ -84,7 +84,7 @@ def test_a_real_worker_logs_turns_and_runs_a_retraining_job(redis_url, tmp_path)
     try:
         manage(env, "shell", "-c", CHAT_TURN)
         (text,) = poll(db, "SELECT text FROM learning_turnlog WHERE text LIKE '%envío%'")
-        assert text == "Soy Eva ([EMAIL]), ¿cuánto cuesta el envío?"
+        assert text == "Soy [NAME] ([EMAIL]), ¿cuánto cuesta el envío?"  # the name a customer states is redacted too
 
         assert "queued" in manage(env, "retrain", "--kb", "shop", "--enqueue")
         status, log = poll(
