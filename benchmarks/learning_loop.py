@@ -17,7 +17,7 @@ import argparse
 import io
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from common import SHARED_DATA, isolated_django, machine, percentiles, timed_retraining
 
@@ -66,7 +66,9 @@ def main() -> None:
         for query in measured:
             decision = route(kb, query.text)
             answered = keys.get(decision.entry.pk) if decision.answer and decision.entry else None
-            outcomes.append(Outcome(query, answered, decision.reason, decision.latency_ms))
+            offered = tuple(keys[c.entry_id] for c in decision.choices if c.entry_id in keys)
+            reason = str(decision.reason or decision.outcome)
+            outcomes.append(Outcome(query, answered, reason, decision.latency_ms, offered))
         return figures(outcomes)
 
     before = measure()
@@ -102,7 +104,7 @@ def promotion_rate(first: int, count: int) -> None:
 
     faq, dev = SHARED_DATA / "soportemax" / "faq.jsonl", SHARED_DATA / "soportemax" / "dev.jsonl"
     queries = read_queries(dev)
-    rows = []
+    rows: list[tuple[int, str, bool, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
     print(f"machine: {machine()}; soportemax: replay half of dev, retrain, measure the other half; seeds {first}..")
     for seed in range(first, first + count):
         kb = get_or_create_knowledge_base(f"soportemax-{seed}")
@@ -141,13 +143,17 @@ def promotion_rate(first: int, count: int) -> None:
         for line in [*gate.get("evidence", []), *gate.get("reasons", [])]:
             print(f"    gate: {line}", flush=True)
     promoted = sum(1 for row in rows if row[1] == RetrainingJob.Status.PROMOTED)
-    better = [row for row in rows if row[2]]
-    promoted_better = sum(1 for row in better if row[1] == RetrainingJob.Status.PROMOTED)
+    really_better = [row for row in rows if row[2]]
+    promoted_better = sum(1 for row in really_better if row[1] == RetrainingJob.Status.PROMOTED)
     refused_worse = sum(1 for row in rows if not row[2] and row[1] != RetrainingJob.Status.PROMOTED)
-    mean = lambda key, at: sum(row[at][key] for row in rows) / len(rows)  # noqa: E731 - a one-line average
+
+    def mean(key: str, at: int) -> float:
+        values = [cast(dict[str, Any], row[at])[key] for row in rows]
+        return sum(float(value) for value in values) / len(values)
+
     print(
-        f"promoted {promoted} of {len(rows)} seeds; really better in {len(better)}, of which promoted "
-        f"{promoted_better}; not better and refused: {refused_worse} of {len(rows) - len(better)}; mean total "
+        f"promoted {promoted} of {len(rows)} seeds; really better in {len(really_better)}, of which promoted "
+        f"{promoted_better}; not better and refused: {refused_worse} of {len(rows) - len(really_better)}; mean total "
         f"resolution on the other half {mean('total_resolution', 3):.3f} -> candidate "
         f"{mean('total_resolution', 4):.3f}, live after {mean('total_resolution', 5):.3f}"
     )

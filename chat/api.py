@@ -17,12 +17,22 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from chat import actions, push, ratelimit
 from chat.errors import ChatError, InvalidRequest, NotFound
 from chat.models import Conversation
-from chat.schemas import Close, Contact, Feedback, Handoff, PickChoice, PostMessage, Rating, StartConversation
+from chat.schemas import (
+    Body,
+    Close,
+    Contact,
+    Feedback,
+    Handoff,
+    PickChoice,
+    PostMessage,
+    Rating,
+    StartConversation,
+)
 from chat.serializers import PUBLIC_ROLES, conversation_dict, message_dict
 from chat.turns import Event, answer_pick, respond
 from knowledge.models import KnowledgeBase
@@ -30,7 +40,7 @@ from knowledge.models import KnowledgeBase
 logger = logging.getLogger(__name__)
 
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
-B = TypeVar("B", bound=BaseModel)
+B = TypeVar("B", bound=Body)
 
 MAX_BODY_BYTES = 64 * 1024
 EVENTS_WINDOW_S = 3600.0  # an events stream ends after this long; the widget reconnects and resumes
