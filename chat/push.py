@@ -31,7 +31,6 @@ import secrets
 import socket
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -41,6 +40,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.signals import post_save
+
+from chat.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -107,36 +108,12 @@ def connect_signals() -> None:
     post_save.connect(ticket_saved, sender=Ticket, dispatch_uid="push.ticket_saved")
 
 
-class _Outage:
-    """Whether publishing is failing, shared by this process's threads: logged once, retried after a pause."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.since: float | None = None
-        self.retry_at = 0.0
-
-    def skip(self) -> bool:
-        return self.since is not None and time.monotonic() < self.retry_at
-
-    def failed(self, exc: BaseException) -> None:
-        with self.lock:
-            now = time.monotonic()
-            self.retry_at = now + RETRY_AFTER_S
-            if self.since is None:
-                self.since = now
-                logger.warning(
-                    "push: cannot publish (%s: %s); open streams poll until it works", type(exc).__name__, exc
-                )
-
-    def succeeded(self) -> None:
-        if self.since is not None:
-            with self.lock:
-                if self.since is not None:
-                    logger.info("push: publishing again after %.0f s", time.monotonic() - self.since)
-                    self.since = None
-
-
-_publish_outage = _Outage()
+_publish_outage = Outage(
+    logger,
+    "push: cannot publish (%s: %s); open streams poll until it works",
+    "push: publishing again after %.0f s",
+    RETRY_AFTER_S,
+)
 
 
 class _Publisher(Protocol):
@@ -147,7 +124,7 @@ class _RedisPublisher:
     def __init__(self, url: str) -> None:
         import redis
 
-        # A Redis that is down or hung costs one publish a second at most; _Outage spares the next ones.
+        # A Redis that is down or hung costs one publish a second at most; the outage spares the next ones.
         self.client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
 
     def send(self, topic: str) -> None:

@@ -9,13 +9,13 @@ costs one request its socket timeout, not every request.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
 from chat.errors import RateLimited
+from chat.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -23,37 +23,12 @@ RETRY_AFTER_S = 5.0
 CACHE_ERRORS = (RedisError, OSError)
 
 
-class _Outage:
-    """Whether the cache is down, shared by this process's threads."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.since: float | None = None
-        self.retry_at = 0.0
-
-    def skip(self) -> bool:
-        return self.since is not None and time.monotonic() < self.retry_at
-
-    def failed(self, exc: BaseException) -> None:
-        with self.lock:
-            now = time.monotonic()
-            self.retry_at = now + RETRY_AFTER_S
-            if self.since is None:
-                self.since = now
-                logger.warning(
-                    "cache unreachable: rate limits are off until it is back (%s: %s)", type(exc).__name__, exc
-                )
-
-    def succeeded(self) -> None:
-        if self.since is None:
-            return
-        with self.lock:
-            if self.since is not None:
-                logger.info("cache reachable again after %.0f s: rate limits are on", time.monotonic() - self.since)
-                self.since = None
-
-
-outage = _Outage()
+outage = Outage(
+    logger,
+    "cache unreachable: rate limits are off until it is back (%s: %s)",
+    "cache reachable again after %.0f s: rate limits are on",
+    RETRY_AFTER_S,
+)
 
 
 def hit(scope: str, key: str, limit: int, window_s: int = 60) -> None:
