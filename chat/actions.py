@@ -29,7 +29,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import hours, push
-from chat.errors import ChatError, Conflict, InvalidRequest, NotFound, TooLarge, Unauthorized
+from chat.errors import (
+    AlreadyChosen,
+    ChoicesExpired,
+    Conflict,
+    InvalidRequest,
+    NoChoices,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    UnknownChoice,
+)
 from chat.models import Conversation, Message, Ticket
 from chat.schemas import Contact, OtherChoice, StartConversation
 from chat.texts import text as say
@@ -393,22 +403,6 @@ def offer_choices(conversation: Conversation, question: Message, decision: Decis
         latency_ms=decision.latency_ms,
         model_used="policy",
     )
-
-
-class NoChoices(ChatError):
-    code, status = "no_choices", 422
-
-
-class UnknownChoice(ChatError):
-    code, status = "unknown_choice", 422
-
-
-class AlreadyChosen(ChatError):
-    code, status = "already_chosen", 409
-
-
-class ChoicesExpired(ChatError):
-    code, status = "choices_expired", 409
 
 
 @dataclass(frozen=True)

@@ -42,3 +42,19 @@ class Conflict(ChatError):
 
 class Unavailable(ChatError):
     code, status = "unavailable", 503
+
+
+class NoChoices(ChatError):
+    code, status = "no_choices", 422
+
+
+class UnknownChoice(ChatError):
+    code, status = "unknown_choice", 422
+
+
+class AlreadyChosen(ChatError):
+    code, status = "already_chosen", 409
+
+
+class ChoicesExpired(ChatError):
+    code, status = "choices_expired", 409
