@@ -819,16 +819,8 @@ textarea{font-size:16px}
     input.focus(); // the pressed button is disabled now: keep the keyboard somewhere useful
     state.busy = true;
     updateComposer();
-    const ctrl = new AbortController();
-    let timer = 0;
-    let timedOut = false;
-    const kick = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        timedOut = true;
-        ctrl.abort();
-      }, REPLY_IDLE_TIMEOUT_MS);
-    };
+    const idle = idleAbort();
+    const { ctrl, kick } = idle;
     const view = replyView();
     log.setAttribute("aria-busy", "true");
     try {
@@ -852,10 +844,10 @@ textarea{font-size:16px}
         buttons.forEach((b) => (b.disabled = false));
         setHint(humanError(err), true);
       } else {
-        errorRow(timedOut ? t.slow : humanError(err, t.lost), () => choose(m, value, group)); // the same pick again
+        errorRow(idle.timedOut ? t.slow : humanError(err, t.lost), () => choose(m, value, group)); // the same pick again
       }
     } finally {
-      finish(ctrl, timer, view.typing);
+      finish(ctrl, idle.timer, view.typing);
     }
   };
 
@@ -1245,16 +1237,8 @@ textarea{font-size:16px}
       : showMessage({ role: "customer", text }, {}) || null;
     mine.classList.add("pending");
     append(mine, true); // keep it last
-    const ctrl = new AbortController();
-    let timer = 0;
-    let timedOut = false;
-    const kick = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        timedOut = true;
-        ctrl.abort();
-      }, REPLY_IDLE_TIMEOUT_MS);
-    };
+    const idle = idleAbort();
+    const { ctrl, kick } = idle;
     const view = replyView();
     let stored = false;
     let renew = false;
@@ -1297,13 +1281,26 @@ textarea{font-size:16px}
         if (!input.value) input.value = text;
         setHint(humanError(err), true);
       } else {
-        const message = timedOut ? t.slow : humanError(err, t.lost);
+        const message = idle.timedOut ? t.slow : humanError(err, t.lost);
         errorRow(message, () => send(text, clientId, { bubble: mine }));
       }
     } finally {
-      finish(ctrl, timer, view.typing);
+      finish(ctrl, idle.timer, view.typing);
     }
     if (renew) send(text, clientId, { bubble: mine, renewed: true });
+  };
+
+  // Aborts a reply's request after REPLY_IDLE_TIMEOUT_MS of silence; each kick() (an event arrived) restarts the clock.
+  const idleAbort = () => {
+    const idle = { ctrl: new AbortController(), timer: 0, timedOut: false };
+    idle.kick = () => {
+      clearTimeout(idle.timer);
+      idle.timer = setTimeout(() => {
+        idle.timedOut = true;
+        idle.ctrl.abort();
+      }, REPLY_IDLE_TIMEOUT_MS);
+    };
+    return idle;
   };
 
   const finish = (ctrl, timer, typing) => {
