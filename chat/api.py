@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import ValidationError
 
-from chat import actions, push, ratelimit
+from chat import actions, hours, push, ratelimit
 from chat.errors import ChatError, InvalidRequest, NotFound
 from chat.models import Conversation
 from chat.schemas import (
@@ -162,6 +162,7 @@ async def widget_config(request: HttpRequest) -> HttpResponseBase:
                 "en": f"Hi! I'm the {kb.name} assistant. How can I help?",
             },
             "color": "#0b5fff",
+            "team": hours.availability(),  # away outside BUSINESS_HOURS: the widget offers the contact card first
         }
     )
 

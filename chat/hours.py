@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -45,3 +46,29 @@ def is_open(at: datetime | None = None, spec: str | None = None) -> bool:
     local = timezone.localtime(at or timezone.now())
     intervals = parse(spec if spec is not None else settings.BUSINESS_HOURS).get(local.weekday(), [])
     return any(start <= local.time() <= end for start, end in intervals)
+
+
+def next_opening(at: datetime | None = None, spec: str | None = None) -> datetime | None:
+    """When agents are next expected online after ``at`` (in TIME_ZONE): the start of the next open interval
+    within a week, or None when the hours never open."""
+    local = timezone.localtime(at or timezone.now())
+    opening = parse(spec if spec is not None else settings.BUSINESS_HOURS)
+    for ahead in range(8):
+        day = local.date() + timedelta(days=ahead)
+        starts = sorted(
+            timezone.make_aware(datetime.combine(day, start), local.tzinfo)
+            for start, _ in opening.get(day.weekday(), [])
+        )
+        for start in starts:
+            if start > local:
+                return start
+    return None
+
+
+def availability(at: datetime | None = None) -> dict[str, Any]:
+    """For the widget, before the first message: are agents away now, and when are they back (ISO 8601 with
+    the offset, so the customer's browser can say it in their own time zone)."""
+    if is_open(at):
+        return {"away": False, "back_at": None}
+    back = next_opening(at)
+    return {"away": True, "back_at": back.isoformat() if back else None}
