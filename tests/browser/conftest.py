@@ -47,6 +47,29 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
 
 
 @pytest.fixture(scope="session")
+def away_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
+    """The same product outside business hours: its team works one hour on one day, three days from today."""
+    from django.utils import timezone
+
+    from chat.hours import DAYS
+
+    root = tmp_path_factory.mktemp("browser-away")
+    site = root / "site"
+    site.mkdir()
+    log = root / "uvicorn.log"
+    hours = f"{DAYS[(timezone.localtime().weekday() + 3) % 7]} 09:00-10:00"
+    with (
+        host_site(site) as host,
+        running_product(root / "data", host, log, "tests.browser.app:application", BUSINESS_HOURS=hours) as (
+            base,
+            env,
+        ),
+    ):
+        write_host_pages(site, base)
+        yield Product(base=base, host=host, env=env, log=log)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -62,7 +62,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def product_env(data_dir: Path, host_origin: str) -> dict[str, str]:
+def product_env(data_dir: Path, host_origin: str, **extra: str) -> dict[str, str]:
+    """The product's environment; ``extra`` overrides (another BUSINESS_HOURS, a real broker, a Chroma server)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "support.settings",
@@ -79,6 +80,7 @@ def product_env(data_dir: Path, host_origin: str) -> dict[str, str]:
         "CHAT_IDENTITY_SECRET": IDENTITY_SECRET,  # host pages may sign who their customer is
         "EMBEDDING_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
+        **extra,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the product runs as it does in production
     return env
@@ -135,10 +137,11 @@ def write_host_pages(directory: Path, app: str) -> None:
 
 @contextlib.contextmanager
 def running_product(
-    data_dir: Path, host_origin: str, log_path: Path, app: str = "support.asgi:application"
+    data_dir: Path, host_origin: str, log_path: Path, app: str = "support.asgi:application", **extra: str
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """Yields (base URL, environment for manage.py calls against the same data). ``app``: the ASGI app to serve."""
-    env = product_env(data_dir, host_origin)
+    """Yields (base URL, environment for manage.py calls against the same data). ``app``: the ASGI app to serve;
+    ``extra``: environment variables that differ from the browser tests' usual ones (see ``product_env``)."""
+    env = product_env(data_dir, host_origin, **extra)
     (data_dir / "celery-broker").mkdir(parents=True, exist_ok=True)
     manage(env, "migrate", "--noinput")
     manage(env, "setup_demo")

@@ -4,6 +4,9 @@
  *   <script src="https://SUPPORT_HOST/static/chat/widget.js" data-title="Help" data-color="#0b5fff"
  *           data-greeting="Hi!" data-lang="es|en|auto" data-position="right|left" data-kb="default" defer></script>
  *
+ * data-prechat="contact" offers the optional name + e-mail card before the first message, always; by default it is
+ * offered only while the team is away (outside BUSINESS_HOURS), and data-prechat="off" never offers it then.
+ *
  * A site that knows who its customer is adds data-user-id, data-user-email and data-user-hmac: the hex
  * HMAC-SHA256, with the site's CHAT_IDENTITY_SECRET, of "<user id>\n<e-mail in lower case>". Unsigned or
  * badly signed identity is ignored. The widget speaks the conversation's language once it has one.
@@ -100,6 +103,12 @@
       contactSkip: "Not now",
       contactSaved: (email) => `Thanks! If you leave, we will answer at ${email}.`,
       contactInvalid: "Please check the e-mail address.",
+      away: "Our team is away right now.",
+      awayBack: (when) => `Our team is away right now. We're back ${when}.`,
+      backToday: (time) => `today at ${time}`,
+      backTomorrow: (time) => `tomorrow at ${time}`,
+      backOn: (day, time) => `on ${day} at ${time}`,
+      prechatHint: "Or just write your question below.",
       csat: "How well did we help? Rate us from 1 to 5.",
       csatLabel: (n) => `${n} out of 5`,
       csatThanks: "Thanks for your rating!",
@@ -159,6 +168,12 @@
       contactSkip: "Ahora no",
       contactSaved: (email) => `¡Gracias! Si te vas, te responderemos en ${email}.`,
       contactInvalid: "Revisa la dirección de correo.",
+      away: "Nuestro equipo no está disponible ahora mismo.",
+      awayBack: (when) => `Nuestro equipo no está disponible ahora mismo. Volvemos ${when}.`,
+      backToday: (time) => `hoy a las ${time}`,
+      backTomorrow: (time) => `mañana a las ${time}`,
+      backOn: (day, time) => `el ${day} a las ${time}`,
+      prechatHint: "O escribe directamente tu pregunta abajo.",
       csat: "¿Qué tal te hemos ayudado? Puntúanos de 1 a 5.",
       csatLabel: (n) => `${n} de 5`,
       csatThanks: "¡Gracias por tu valoración!",
@@ -492,8 +507,10 @@ header :focus-visible{outline-color:var(--on);outline-offset:-3px}
 .row{display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 .confirm button,.contact button,.csat button{background:#fff;border:1px solid #8a9099;color:#1a1a1a;border-radius:999px;padding:5px 14px;font-size:13.5px;font-weight:600}
 .confirm .primary,.contact .primary{background:var(--accent);border-color:var(--accent);color:var(--on)}
-.contact{align-self:stretch;display:flex;flex-direction:column;gap:6px;background:#fff;border:1px solid #c9ced5;border-radius:12px;padding:10px 12px;font-size:14px}
+.contact{align-self:stretch;display:flex;flex-direction:column;align-items:stretch;gap:6px;background:#fff;border:1px solid #c9ced5;border-radius:12px;padding:10px 12px;font-size:14px}
 .contact p{margin:0}
+.contact .away{font-weight:600}
+.contact .note{font-size:12.5px;color:#4a4f57}
 .contact label{display:flex;flex-direction:column;gap:2px;font-size:12.5px;color:#4a4f57}
 .contact input{font:inherit;font-size:15px;border:1px solid #767c85;border-radius:8px;padding:6px 8px;color:#1a1a1a}
 .contact input[aria-invalid=true]{border-color:#b00020}
@@ -632,6 +649,7 @@ textarea{font-size:16px}
     launcherLabel();
     drawGreeting();
     drawBanner();
+    drawAway();
     shadow.querySelectorAll(".csat button").forEach((b) => b.setAttribute("aria-label", t.csatLabel(b.dataset.rating)));
   };
   /** The conversation's language wins over the page's: an English conversation is English everywhere. */
@@ -971,8 +989,34 @@ textarea{font-size:16px}
   };
 
   // --- Contact: a name and e-mail, so the team can answer after the customer has gone -------------------------
+  // Before the first message too: while the team is away (the widget config says so), or always with
+  // data-prechat="contact". Optional: the customer can skip it or just type; saving it starts the conversation.
+  const prechatMode = (ds.prechat || "").toLowerCase(); // "contact": always; "off": never; else while away
+  let team = null; // {away, back_at} from the widget config
+  let awayLine = null;
+  const backWhen = () => {
+    const at = team?.back_at ? new Date(team.back_at) : null;
+    if (!at || Number.isNaN(at.getTime())) return null;
+    const locale = lang === "es" ? "es-ES" : "en-GB";
+    const time = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(at);
+    const days = Math.round((new Date(at).setHours(0, 0, 0, 0) - new Date().setHours(0, 0, 0, 0)) / 86400000);
+    if (days === 0) return t.backToday(time);
+    if (days === 1) return t.backTomorrow(time);
+    return t.backOn(new Intl.DateTimeFormat(locale, { weekday: "long" }).format(at), time);
+  };
+  const drawAway = () => {
+    if (!awayLine) return;
+    const when = backWhen();
+    awayLine.textContent = when ? t.awayBack(when) : t.away;
+  };
+  const offerPrechat = () => {
+    const wanted = prechatMode === "contact" || (prechatMode !== "off" && team?.away === true);
+    const signed = !!(ds.userHmac && ds.userEmail); // the site says who this is: nothing to ask
+    if (!wanted || signed || !state.open || state.id || state.busy || log.querySelector(".msg.customer")) return;
+    offerContact({ prechat: true });
+  };
   let contactCard = null;
-  const offerContact = () => {
+  const offerContact = ({ prechat = false } = {}) => {
     if (contactCard || state.customer?.email || state.contactSkipped) return;
     const name = h("input", { type: "text", autocomplete: "name", maxlength: "200", value: state.customer?.name || "" });
     const email = h("input", { type: "email", autocomplete: "email", maxlength: "254", required: true });
@@ -995,6 +1039,7 @@ textarea{font-size:16px}
             return;
           }
           try {
+            await ensureConversation(); // before the first message there is no conversation yet: start it
             const res = await api(`/api/conversations/${state.id}/contact`, {
               method: "POST",
               body: { name: name.value.trim(), email: email.value.trim() },
@@ -1003,6 +1048,7 @@ textarea{font-size:16px}
             const saved = h("div", { class: "msg system" }, h("div", { class: "bubble" }, t.contactSaved(res.customer.email)));
             card.replaceWith(saved);
             contactCard = null;
+            if (awayLine?.parentNode === card) awayLine = null;
             input.focus();
           } catch (err) {
             email.setAttribute("aria-invalid", "true");
@@ -1022,6 +1068,7 @@ textarea{font-size:16px}
             type: "button",
             onclick: () => {
               state.contactSkipped = true;
+              if (awayLine?.parentNode === card) awayLine = null;
               remove();
               input.focus();
             },
@@ -1032,6 +1079,14 @@ textarea{font-size:16px}
       )
     );
     card.setAttribute("aria-labelledby", "contact-title");
+    if (prechat) {
+      if (team?.away === true) {
+        awayLine = h("p", { class: "away" });
+        drawAway();
+        card.prepend(awayLine);
+      }
+      card.querySelector(".row").before(L(h("p", { class: "note" }), "prechatHint"));
+    }
     contactCard = card;
     append(card);
   };
@@ -1069,8 +1124,14 @@ textarea{font-size:16px}
     );
 
   // --- Conversation lifecycle -------------------------------------------------------------------------------
-  const ensureConversation = async (signal) => {
-    if (state.id) return;
+  // One start at a time: saving the pre-chat contact and sending a first message may both need the conversation.
+  let starting = null;
+  const ensureConversation = (signal) => {
+    if (state.id) return Promise.resolve();
+    if (!starting) starting = startConversation(signal).finally(() => (starting = null));
+    return starting;
+  };
+  const startConversation = async (signal) => {
     const body = { kb, language: explicitLang, page_url: (location.origin + location.pathname).slice(0, 1000) };
     // Who the host site says its logged-in customer is, signed with its secret; the server keeps it only if the
     // signature verifies (unsigned or badly signed: ignored, and the chat goes on).
@@ -1137,9 +1198,11 @@ textarea{font-size:16px}
     hideConfirm(null);
     forget();
     log.replaceChildren(greetingEl);
+    awayLine = null;
     applyStatus("bot", null);
     setHint("");
     input.focus();
+    offerPrechat();
   };
 
   const loadHistory = () => {
@@ -1407,7 +1470,10 @@ textarea{font-size:16px}
     launcherLabel();
     if (focus) input.focus();
     toBottom();
-    loadHistory().then(() => startPolling());
+    loadHistory().then(() => {
+      startPolling();
+      offerPrechat();
+    });
   };
   const close = () => {
     if (!state.open) return;
@@ -1442,6 +1508,10 @@ textarea{font-size:16px}
       if (config.greeting && typeof config.greeting === "object") {
         serverGreetings = config.greeting;
         drawGreeting();
+      }
+      if (config.team && typeof config.team === "object") {
+        team = config.team;
+        offerPrechat(); // the panel may have opened before the config came
       }
       updateComposer();
     })
