@@ -78,10 +78,19 @@ def test_the_sources_page_follows_a_sync_in_the_worker_to_the_end_without_a_relo
     assert polls, "the page does not ask for the sync's state while it is queued"
     expect(status).to_have_text("Queued")
 
+    # The source's own page follows it too.
+    source_id = status.get_attribute("data-sync-status")
+    detail = page.context.new_page()
+    detail.goto(f"{product.base}/admin/knowledge/source/{source_id}/change/")
+    expect(detail.locator("[data-sync-status]")).to_have_text("Queued")
+
     start_worker()
     expect(status).to_have_text("Synced", timeout=120_000)  # followed by the page itself: the test never reloads
     expect(row.locator("td.field-result")).to_contain_text("3 added")
     expect(row.locator("[data-sync-progress]")).to_have_text("—")
+    expect(detail.locator("[data-sync-status]")).to_have_text("Synced", timeout=30_000)
+    expect(detail.locator(".field-added .readonly")).to_have_text("3")
+    detail.close()
 
     # Re-sync from the list: queued again, then back to synced with nothing changed.
     row.locator("input.action-select").check()
