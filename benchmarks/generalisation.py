@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
@@ -101,6 +103,32 @@ def calibrate(routed: Routed, rows: list[int], target: float) -> tuple[float, fl
     return model.threshold, model.choice_threshold
 
 
+MAX_CHOICE_SHARE = 0.30
+"""The issue's limit on choices: offered to at most 30 % of messages."""
+
+
+def fit_defaults(routed: dict[str, Routed], target: float) -> tuple[float, float]:
+    """The default (answer, choices) pair fitted across both sets: the best worst-set total resolution whose direct
+    answers stay within ``target`` and whose choices stay within MAX_CHOICE_SHARE of messages on every set."""
+    from knowledge.evaluation import figures
+
+    best: tuple[float, float, float] | None = None
+    for answer_at in np.arange(0.60, 0.96, 0.01):
+        for choices_at in np.arange(0.50, answer_at + 1e-9, 0.01):
+            worst = 1.0
+            for one in routed.values():
+                figs = figures(outcomes(one, list(range(len(one.queries))), answer_at, choices_at))
+                if (figs["wrong_answer_rate"] or 0.0) > target or (figs["choice_rate"] or 0.0) > MAX_CHOICE_SHARE:
+                    worst = -1.0
+                    break
+                worst = min(worst, figs["total_resolution"] or 0.0)
+            if worst >= 0 and (best is None or worst > best[0]):
+                best = (worst, float(answer_at), float(choices_at))
+    if best is None:
+        raise SystemExit("no default pair meets the targets on every set")
+    return round(best[1], 2), round(best[2], 2)
+
+
 def evaluate_public(name: str, train_file: str, val_file: str) -> dict[str, Any]:
     """clinc150 / banking77_oos through ``manage.py evaluate`` itself (a throw-away database of its own)."""
     with tempfile.TemporaryDirectory(prefix="generalisation-") as folder:
@@ -148,6 +176,11 @@ def main() -> None:
     parser.add_argument("--public", action="store_true", help="also clinc150 and banking77_oos (about 30 minutes)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fit-defaults",
+        action="store_true",
+        help="print the default (answer, choices) thresholds fitted across both sets, and use them",
+    )
     args = parser.parse_args()
     lines = [
         "| set: protocol | auto | choice | total | wrong (direct) | choices offered | out of scope → person "
@@ -168,6 +201,11 @@ def main() -> None:
         call_command("migrate", verbosity=0, interactive=False)
         target = settings.TARGET_WRONG_ANSWER_RATE
         routed = {name: route_set(name) for name in SMALL}
+        if args.fit_defaults:
+            fitted = fit_defaults(routed, target)
+            print("default thresholds fitted across both sets (answer, choices):", fitted)
+            for one in routed.values():
+                one.model.threshold, one.model.choice_threshold = fitted
         thresholds = {}
         for name in SMALL:
             every = list(range(len(routed[name].queries)))

@@ -307,7 +307,7 @@ RETRIEVAL_K = env_int("RETRIEVAL_K", 5, minimum=1, maximum=50)
 # The routing decision answers only when P(correct) reaches the threshold the calibration routine
 # chose for this wrong-answer rate; CONFIDENCE_THRESHOLD is the fallback before any calibration.
 TARGET_WRONG_ANSWER_RATE = env_float("TARGET_WRONG_ANSWER_RATE", 0.05, minimum=0.0, maximum=1.0)
-CONFIDENCE_THRESHOLD = env_float("CONFIDENCE_THRESHOLD", 0.82, minimum=0.0, maximum=1.0)
+CONFIDENCE_THRESHOLD = env_float("CONFIDENCE_THRESHOLD", 0.79, minimum=0.0, maximum=1.0)
 
 # --- Chat: LLM backend, limits, business hours ------------------------------------------------
 LLM_BACKEND = env_choice("LLM_BACKEND", "extractive", ("extractive", "llamacpp", "openai"))
