@@ -148,3 +148,25 @@ def test_a_host_page_can_ask_for_the_card_always_and_skipping_it_loses_nothing_t
     expect(page.locator(".msg.customer")).to_have_count(1)
     page.wait_for_timeout(500)
     expect(page.locator("form.contact")).to_have_count(0)
+
+    # Skipped before chatting is not "never": asking for a person offers it again, where people need it.
+    ask(page, lang, ASK_PERSON[lang])
+    expect(page.get_by_role("status")).to_contain_text(words["queue"])
+    expect(page.locator("form.contact")).to_be_visible()
+    expect(page.locator("form.contact .note")).to_have_count(0)
+
+
+def test_an_open_card_moves_down_with_what_was_typed_when_a_person_is_asked_for(page: Any, product: Product) -> None:
+    page.goto(prechat_page(product, "en"))
+    page.locator(".launcher").click()
+    card = page.locator("form.contact")
+    card.get_by_label("Name").fill("Sam")
+    ask(page, "en", ASK_PERSON["en"])  # without saving or skipping the card
+    expect(page.get_by_role("status")).to_contain_text("in the queue")
+    expect(card).to_have_count(1)
+    expect(page.locator(".log > *").last).to_have_class("contact")  # after the hand-off's messages
+    expect(card.get_by_label("Name")).to_have_value("Sam")
+    card.get_by_label("E-mail").fill("sam@example.com")
+    card.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("we will answer at sam@example.com")).to_be_visible()
+    assert conversation_row(product, page)["email"] == "sam@example.com"

@@ -340,6 +340,7 @@
     queue: null, // the last `queue` of a status: place and wait
     customer: null, // {name, email, verified}
     contactSkipped: false,
+    prechatSkipped: false, // for this page: the pre-chat card is not offered again after "Not now"
   };
   const save = () => {
     try {
@@ -1012,11 +1013,18 @@ textarea{font-size:16px}
   const offerPrechat = () => {
     const wanted = prechatMode === "contact" || (prechatMode !== "off" && team?.away === true);
     const signed = !!(ds.userHmac && ds.userEmail); // the site says who this is: nothing to ask
-    if (!wanted || signed || !state.open || state.id || state.busy || log.querySelector(".msg.customer")) return;
+    if (!wanted || signed || state.prechatSkipped || !state.open || state.id || state.busy) return;
+    if (log.querySelector(".msg.customer")) return;
     offerContact({ prechat: true });
   };
   let contactCard = null;
   const offerContact = ({ prechat = false } = {}) => {
+    if (contactCard?.prechat && !prechat) {
+      // Handed to a person with the pre-chat card still open: bring it (and whatever is typed in it) down to now.
+      contactCard.prechat = false;
+      append(contactCard, true);
+      return;
+    }
     if (contactCard || state.customer?.email || state.contactSkipped) return;
     const name = h("input", { type: "text", autocomplete: "name", maxlength: "200", value: state.customer?.name || "" });
     const email = h("input", { type: "email", autocomplete: "email", maxlength: "254", required: true });
@@ -1067,7 +1075,9 @@ textarea{font-size:16px}
           h("button", {
             type: "button",
             onclick: () => {
-              state.contactSkipped = true;
+              // Skipping it before chatting does not stop the offer when a person is asked for.
+              if (card.prechat) state.prechatSkipped = true;
+              else state.contactSkipped = true;
               if (awayLine?.parentNode === card) awayLine = null;
               remove();
               input.focus();
@@ -1079,6 +1089,7 @@ textarea{font-size:16px}
       )
     );
     card.setAttribute("aria-labelledby", "contact-title");
+    card.prechat = prechat;
     if (prechat) {
       if (team?.away === true) {
         awayLine = h("p", { class: "away" });
