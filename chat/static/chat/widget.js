@@ -500,6 +500,7 @@ header :focus-visible{outline-color:var(--on);outline-offset:-3px}
 .fb button[aria-pressed=true]{color:var(--link);border-color:currentColor}
 .fb button[aria-disabled=true]{cursor:default}
 .renew{background:transparent;border:1px solid currentColor;color:inherit;border-radius:999px;height:32px;padding:0 10px 0 8px;display:flex;align-items:center;gap:5px;font-size:13px;font-weight:600;white-space:nowrap;margin-right:4px}
+.renew[aria-disabled=true]{opacity:.6;cursor:default}
 .renew svg{width:16px;height:16px}
 .renew:hover{background:rgba(127,127,127,.25)}
 .confirm{padding:10px 14px;background:#fff;border-top:1px solid #e3e6ea;font-size:14px;flex:none}
@@ -1117,6 +1118,10 @@ textarea{font-size:16px}
       setHint(over ? t.tooLong(state.max) : "", over);
     }
     sendBtn.disabled = state.busy || !length || over;
+    // "New chat" waits for the reply on its way (askReset refuses meanwhile): say so rather than ignore a click.
+    // aria-disabled, not disabled: a button that has the keyboard's focus keeps it.
+    if (state.busy) newBtn.setAttribute("aria-disabled", "true");
+    else newBtn.removeAttribute("aria-disabled");
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight + 2, 132)}px`;
   };
