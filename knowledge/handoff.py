@@ -36,7 +36,7 @@ _PERSON = (
     r"ejecutivo|ejecutiva|supervisor|supervisora|responsable|encargado|encargada|companero|companera|"
     r"representante|alguien|empleado|empleada|tecnico|especialista|human|humans|human\s+being|person|people|"
     r"agent|operator|representative|manager|supervisor|someone|somebody|staff|member\s+of\s+staff|advisor|"
-    r"adviser|employee|colleague|specialist)\b"
+    r"adviser|employee|colleague|specialist|jefe|jefa|boss)\b"
 )
 # People no one asks for by accident: "I need a human", "quiero un agente".
 _STRICT_PERSON = (
@@ -99,7 +99,7 @@ _SAFETY = re.compile(
     r"|\bexplot(?:o|ado|ada|ando)\b|\bdescarga\s+electrica\b|\bcalambre|\belectrocut|\belectrocucion\b"
     r"|\b(?:huele|olor|oliendo|olia)\s+a\s+(?:quemado|gas)\b|\bbateria\s+(?:\w+\s+){0,3}hinchad"
     r"|\bsmoke\s+(?:is\s+)?coming\b|\b(?:is|started|keeps|was|it\W?s)\s+smoking\b|\bgiving\s+off\s+(?:\w+\s+)?smoke\b"
-    r"|\bsmoke\s+(?:from|out\s+of)\s+(?:my|the)\b|\bspark(?:s|ing|ed)\b|\b(?:caught|catch|on|set)\s+fire\b|\bin\s+flames\b"
+    r"|\bsmoke\s+(?:from|out\s+of)\s+(?:my|the)\b|\bspark(?:ing|ed)\b|\b(?:it|that|which|and|of|off|throws?|giving|gives|charger|cable|plug|socket|outlet|phone|battery|device|laptop|adapter|wire|screen)\s+sparks\b|\bsparks\s+(?:came|come|coming|fly|flew|flying|from|out)\b|\b(?:caught|catch|on|set)\s+fire\b|\bin\s+flames\b"
     r"|\bexplod(?:ed|ing|es)\b|\belectric(?:al)?\s+shock\b|\b(?:got|gave\s+me|giving\s+me)\s+(?:an?\s+)?shock\b"
     r"|\bburning\s+smell\b|\bsmells?\s+(?:of\s+|like\s+)?burn|\bsmell\s+(?:of\s+)?gas\b|\bbattery\s+(?:\w+\s+){0,2}(?:swollen|bulging)\b"
     r"|\bmedical\s+emergency\b|\bemergencia\s+medica\b|\b(?:can\W?t|cannot)\s+breathe\b|\bno\s+puedo\s+respirar\b"
