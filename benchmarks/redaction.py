@@ -1,4 +1,4 @@
-"""Redaction before learning, scored span by span on the bilingual PII set (``learning/data/pii/pii.jsonl``).
+"""Redaction before learning, scored span by span on the bilingual PII set (``knowledge/data/pii/pii.jsonl``).
 
     .venv/bin/python -m benchmarks.redaction [--errors]
 
@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from learning.redaction import Span, find_personal_data
+from knowledge.redaction import Span, find_personal_data
 
-DATA = Path(__file__).resolve().parents[1] / "learning" / "data" / "pii" / "pii.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "knowledge" / "data" / "pii" / "pii.jsonl"
 
 
 def _overlaps(a: Span | dict[str, Any], b: Span | dict[str, Any]) -> bool:

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message, Ticket
 from knowledge.models import Entry, KnowledgeBase, Source
+from knowledge.redaction import redact, secrets_typed
 from learning.models import Split, TurnLog
-from learning.redaction import redact, secrets_in
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def refresh_turn(question: Message) -> TurnLog:
     known = [conversation.customer_name] if conversation.customer_name else []
     # a PIN or password the customer typed anywhere in the conversation is removed wherever it is echoed
     typed = conversation.messages.filter(role=Message.Role.CUSTOMER).values_list("text", flat=True)
-    secrets = sorted({value for text in typed for value in secrets_in(text)})
+    secrets = secrets_typed(typed)
     existing = TurnLog.objects.filter(question=question).first()
     resolution = existing.resolution_entry if existing and existing.resolution_entry_id else None
     if resolution is None and ticket is not None and not (existing and existing.confirmed_out_of_scope):

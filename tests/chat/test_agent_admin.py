@@ -182,6 +182,19 @@ def test_an_agent_reply_becomes_a_draft_that_ops_publish_and_the_bot_then_answer
     assert decision.entry == draft
 
 
+def test_a_draft_keeps_nothing_personal_from_the_conversation(agent, waiting, kb):
+    actions.claim(waiting.tickets.get(), agent)
+    waiting.customer_name = "Ana Pérez"
+    waiting.save(update_fields=["customer_name"])
+    actions.add_customer_message(waiting, "Soy Ana Pérez y mi PIN es 4821, escribidme a ana@example.com: ¿no entra?")
+    reply = actions.agent_reply(waiting, agent, "Ana Pérez, 4821 es correcto; cámbialo en Ajustes > Seguridad.")
+    draft = actions.draft_entry_from_reply(waiting, reply.pk)
+    for private in ("Ana", "Pérez", "4821", "ana@example.com"):
+        assert private not in draft.question
+        assert private not in draft.answer
+    assert "Ajustes > Seguridad" in draft.answer  # the agent's help itself survives
+
+
 def test_a_draft_that_repeats_an_existing_entry_is_flagged(agent, waiting, kb):
     actions.claim(waiting.tickets.get(), agent)
     actions.add_customer_message(waiting, "How much does shipping cost?")

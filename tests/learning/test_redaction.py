@@ -12,9 +12,7 @@ import pytest
 from benchmarks.redaction import DATA, score
 from chat import actions as chat_actions
 from knowledge.models import Entry, Example
-from learning import actions, exports, labels
-from learning.models import LabelledExample, TurnLog
-from learning.redaction import (
+from knowledge.redaction import (
     Span,
     dni_letter_valid,
     find_personal_data,
@@ -23,6 +21,8 @@ from learning.redaction import (
     redact,
     secrets_in,
 )
+from learning import actions, exports, labels
+from learning.models import LabelledExample, TurnLog
 
 from .conftest import logged
 

@@ -518,6 +518,12 @@ def secrets_in(text: str) -> list[str]:
     return [text[s.start : s.end] for s in find_personal_data(text) if s.kind in SECRET_KINDS]
 
 
+def secrets_typed(texts: Iterable[str]) -> list[str]:
+    """Every credential and card value typed across these texts (a conversation's customer messages), for
+    ``redact``'s ``secrets``: a PIN typed once is removed wherever it is echoed later."""
+    return sorted({value for text in texts for value in secrets_in(text)})
+
+
 def _known_secrets(text: str, secrets: Iterable[str]) -> Iterator[Span]:
     for value in secrets:
         if len(value) >= 3:
