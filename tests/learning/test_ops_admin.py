@@ -26,6 +26,16 @@ def test_an_empty_jobs_list_explains_retraining_and_offers_the_button(ops_client
     assert "<h1>Retraining jobs</h1>" in page
 
 
+def test_a_jobs_list_with_jobs_still_offers_the_button(ops_client, kb):
+    RetrainingJob.objects.create(knowledge_base=kb, trigger="admin", status="promoted")
+    page = ops_client.get(reverse("admin:learning_retrainingjob_changelist")).content.decode()
+    assert 'id="no-jobs"' not in page
+    assert 'id="result_list"' in page
+    assert 'id="retrain-now"' in page
+    assert f'<input type="hidden" name="knowledge_base" value="{kb.pk}">' in page
+    assert page.index('id="retrain-now"') < page.index('id="result_list"')  # above the jobs, not after 50 rows
+
+
 def test_retrain_now_button_queues_one_job_and_opens_it(ops_client, kb, django_capture_on_commit_callbacks):
     url = reverse("admin:learning_retrain_now")
     with django_capture_on_commit_callbacks() as callbacks:
