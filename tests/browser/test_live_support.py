@@ -23,6 +23,10 @@ ASK_PRICE = {"es": "¿Cuánto cuesta la suscripción?", "en": "How much is the s
 ASK_THEFT = {"es": "Me han robado la bici, ¿qué tengo que hacer?", "en": "My bike was stolen, what do I do?"}
 ASK_REPAIR = {"es": "Mi bici tiene una avería, ¿qué hago?", "en": "My bike is broken, what should I do?"}
 ASK_PERSON = {"es": "Quiero hablar con una persona, por favor", "en": "I want to talk to a person, please"}
+LONG_COMPLAINT = {
+    "es": "El freno trasero chirría en cada cuesta y la cadena se sale cuando cambio de marcha;",
+    "en": "My rear brake squeaks on every hill and the chain slips when I change gear;",
+}
 WORDS = {
     "es": {
         "box": "Tu mensaje",
@@ -120,6 +124,37 @@ def conversation_row(product: Product, page: Any) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+def claimed_ticket_with_a_long_last_message(product: Product, lang: str) -> str:
+    """Another customer's ticket, older than the journey's and already with Ana, whose last message is long.
+    Returns the customer's e-mail, which its queue row shows."""
+    email = f"long.{lang}@example.com"
+    long_text = " ".join([LONG_COMPLAINT[lang]] * 20)
+    product.shell(
+        "from datetime import timedelta\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.utils import timezone\n"
+        "from chat import actions\n"
+        "from chat.models import Ticket\n"
+        "from chat.schemas import StartConversation\n"
+        f"c, _, _ = actions.start_conversation(StartConversation(language='{lang}', customer_email='{email}'))\n"
+        f"actions.add_customer_message(c, {long_text!r})\n"
+        "ticket, _ = actions.request_handoff(c)\n"
+        "Ticket.objects.filter(pk=ticket.pk).update(created_at=timezone.now() - timedelta(minutes=30))\n"
+        "actions.claim(ticket, get_user_model().objects.get(username='ana'))\n"
+    )
+    return email
+
+
+def csat_ratings(product: Product) -> list[int]:
+    """The ratings of resolved tickets so far, as the metrics page counts them (other tests may have left some)."""
+    out = product.shell(
+        "import json\nfrom chat.models import Ticket\n"
+        "print(json.dumps(list(Ticket.objects.filter(status='resolved', csat__isnull=False)"
+        ".values_list('csat', flat=True))))\n"
+    )
+    return [int(rating) for rating in json.loads(out.strip().splitlines()[-1])]
+
+
 # --- the widget -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, PHONE], ids=["desktop", "phone"])
 def test_the_log_follows_long_answers_unless_the_customer_scrolled_up(browser: Any, product: Product, viewport):
@@ -163,6 +198,44 @@ def test_an_english_conversation_is_english_everywhere_on_a_spanish_page(page: A
     text = page.locator("[role=dialog]").inner_text()
     for spanish in ("Fuentes", "Hablar con una persona", "Tu mensaje", "cola", "Enviar"):
         assert spanish not in text, spanish
+
+
+@pytest.mark.parametrize(("page_lang", "lang"), [("es", "en"), ("en", "es")], ids=["en-on-es-page", "es-on-en-page"])
+def test_an_api_error_is_told_in_the_conversations_language_not_the_pages(
+    page: Any, product: Product, page_lang: str, lang: str
+) -> None:
+    page.goto(f"{product.host}/shop-{page_lang}.html")
+    page.locator(".launcher").click()
+    ask(page, page_lang, ASK_PRICE[lang])  # the box is labelled in the page's language until then
+    expect(page.locator(".msg.bot[data-id]").last.locator(".src")).to_contain_text(WORDS[lang]["sources"])
+
+    # The widget never sends a message over the limit, so this one is made longer on its way: the real API
+    # refuses it with its 413 and its English message for developers.
+    refused: list[tuple[int, dict[str, Any]]] = []
+
+    def over_the_limit(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        body = json.loads(route.request.post_data or "{}")
+        body["text"] = "a" * 2001
+        response = route.fetch(post_data=json.dumps(body))
+        refused.append((response.status, response.json()))
+        route.fulfill(response=response)
+
+    page.route(f"{product.base}/api/conversations/*/messages", over_the_limit)
+    box = ask(page, lang, ASK_REPAIR[lang])
+    told = {
+        "en": "Your message is too long: the limit is 2000 characters.",
+        "es": "Tu mensaje es demasiado largo: el límite es de 2000 caracteres.",
+    }
+    expect(page.locator(".hint")).to_have_text(told[lang])
+    assert [(status, body["error"]["code"]) for status, body in refused] == [(413, "too_large")]
+    assert refused[0][1]["error"]["message"].startswith("Messages can be at most 2000 characters")
+    expect(box).to_have_value(ASK_REPAIR[lang])  # given back to edit
+    text = page.locator("[role=dialog]").inner_text()
+    assert told[page_lang] not in text
+    assert "Messages can be at most" not in text
 
 
 def test_the_queue_banner_updates_when_a_status_event_brings_a_new_place(page: Any, product: Product) -> None:
@@ -254,6 +327,7 @@ def test_customer_agent_hand_back_and_satisfaction_journey(page: Any, browser: A
     assert row["page_url"].endswith(f"/account-{lang}-{user_id}.html")
 
     # The agent: the queue, then the workspace, worked in place.
+    claimed_email = claimed_ticket_with_a_long_last_message(product, lang)  # older, but already with Ana
     agent_context, admin = login(browser, product, "ana")
     agent_context.grant_permissions(["notifications"], origin=product.base)
     admin.add_init_script(
@@ -269,6 +343,22 @@ def test_customer_agent_hand_back_and_satisfaction_journey(page: Any, browser: A
         assert box is not None, header
         assert box["x"] + box["width"] <= 1280, header
     assert row_el.bounding_box()["height"] < 48  # one line per ticket
+    claimed = admin.locator("#result_list tbody tr", has_text=claimed_email)
+    expect(claimed.locator(".q-status")).to_have_text("With an agent")
+    owner = claimed.locator("td.field-owner")
+    expect(owner).to_have_text("Ana")
+    whole, right = owner.evaluate("td => [td.scrollWidth <= td.clientWidth, td.getBoundingClientRect().right]")
+    assert whole  # the owner's name is not cut...
+    assert right <= 1280  # ...nor off screen
+    assert claimed.bounding_box()["height"] < 48  # its very long last message stays on one line
+    expect(claimed.locator("td.field-last_message")).to_contain_text(LONG_COMPLAINT[lang][:20])
+    # Waiting first, though the claimed ticket is older: ours above it, and no waiting one below any claimed one.
+    assert row_el.evaluate("tr => tr.rowIndex") < claimed.evaluate("tr => tr.rowIndex")
+    statuses = admin.locator("#result_list tbody .q-status").all_inner_texts()
+    assert statuses == sorted(statuses, key=lambda status: status != "Waiting"), statuses
+    filters = " ".join((admin.locator("#changelist-filter").text_content() or "").split()).lower()
+    assert "by reply channel" in filters
+    assert "by by" not in filters
     admin.screenshot(path=str(DOCS / "agent-queue.png"))
 
     row_el.locator("a.open-ticket").click()
@@ -308,6 +398,7 @@ def test_customer_agent_hand_back_and_satisfaction_journey(page: Any, browser: A
     assert admin.evaluate("window.__samePage") is True  # never a full reload
     closing = page.locator(".msg.system", has_text=words["closing"])
     expect(closing).to_have_count(1, timeout=40_000)
+    ratings = [*csat_ratings(product), 4]  # what the metrics page should count once this customer rates 4
     closing.get_by_role("button", name=words["csat"]).click()
     expect(closing.get_by_text(words["thanks"])).to_be_visible()
     page.screenshot(path=str(DOCS / f"widget-csat-{lang}.png"))
@@ -316,7 +407,10 @@ def test_customer_agent_hand_back_and_satisfaction_journey(page: Any, browser: A
 
     ops_context, ops = login(browser, product, "olga")
     ops.goto(f"{product.base}/admin/chat/ticket/metrics/")
-    expect(ops.locator('[data-metric="csat"]')).to_contain_text("/ 5")
+    csat = ops.locator('[data-metric="csat"]')
+    expect(csat).to_contain_text(f"{round(sum(ratings) / len(ratings), 2)} / 5")  # e.g. "4.0 / 5"
+    expect(csat).to_contain_text(f"({len(ratings)} of ")
+    expect(ops.locator('#csat-distribution [data-csat="4"]')).to_have_text(str(ratings.count(4)))
     if lang == "en":
         ops.screenshot(path=str(DOCS / "metrics.png"), full_page=True)
     ops_context.close()
