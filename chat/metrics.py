@@ -29,7 +29,11 @@ def compute(days: int) -> dict[str, Any]:
     total = active.count()
     auto_resolved = active.filter(bot_answers__gt=0, ticket_count=0).count()
     tickets = Ticket.objects.filter(created_at__gte=since)
-    by_reason = {row["reason"]: row["n"] for row in tickets.values("reason").annotate(n=Count("id"))}
+    # a conversation handed back and escalated again has two tickets: its share counts conversations (at most 100 %)
+    by_reason = {
+        row["reason"]: (row["n"], row["conversations"])
+        for row in tickets.values("reason").annotate(n=Count("id"), conversations=Count("conversation", distinct=True))
+    }
     feedback = Message.objects.filter(created_at__gte=since, role=Message.Role.BOT).aggregate(
         helpful=Count("id", filter=Q(feedback=1)), not_helpful=Count("id", filter=Q(feedback=-1))
     )
@@ -41,8 +45,8 @@ def compute(days: int) -> dict[str, Any]:
         "auto_resolution_rate": auto_resolved / total if total else None,
         "escalation_rate": tickets.values("conversation").distinct().count() / total if total else None,
         "escalations_by_reason": [
-            {"reason": Ticket.Reason(reason).label, "count": n, "rate": n / total if total else None}
-            for reason, n in sorted(by_reason.items(), key=lambda item: -item[1])
+            {"reason": Ticket.Reason(reason).label, "count": n, "rate": min(escalated / total, 1.0) if total else None}
+            for reason, (n, escalated) in sorted(by_reason.items(), key=lambda item: -item[1][0])
         ],
         "median_wait_to_claim_min": _median_minutes(list(tickets.values_list("created_at", "claimed_at"))),
         "median_handling_min": _median_minutes(list(tickets.values_list("claimed_at", "resolved_at"))),

@@ -359,6 +359,14 @@ def test_customer_agent_hand_back_and_satisfaction_journey(page: Any, browser: A
     filters = " ".join((admin.locator("#changelist-filter").text_content() or "").split()).lower()
     assert "by reply channel" in filters
     assert "by by" not in filters
+    # the table never pushes the filters off screen, and nothing needs a sideways scroll of the page
+    sidebar = admin.locator("#changelist-filter").bounding_box()
+    assert sidebar is not None
+    assert sidebar["x"] + sidebar["width"] <= 1280
+    assert admin.evaluate("document.documentElement.scrollWidth") <= 1280
+    message_cell = claimed.locator("td.field-last_message").bounding_box()
+    assert message_cell is not None
+    assert message_cell["x"] + message_cell["width"] <= sidebar["x"]  # the last column is whole, cut by an ellipsis
     admin.screenshot(path=str(DOCS / "agent-queue.png"))
 
     row_el.locator("a.open-ticket").click()
@@ -401,6 +409,7 @@ def test_customer_agent_hand_back_and_satisfaction_journey(page: Any, browser: A
     ratings = [*csat_ratings(product), 4]  # what the metrics page should count once this customer rates 4
     closing.get_by_role("button", name=words["csat"]).click()
     expect(closing.get_by_text(words["thanks"])).to_be_visible()
+    expect(closing.get_by_text(words["thanks"])).to_be_in_viewport()  # the log follows the thanks into view
     page.screenshot(path=str(DOCS / f"widget-csat-{lang}.png"))
     assert conversation_row(product, page)["csat"] == 4
     agent_context.close()

@@ -134,3 +134,17 @@ def test_top_unanswered_lists_the_questions_not_the_outbursts_or_person_requests
 
     found = [cluster["question"] for cluster in metrics.top_unanswered(timezone.now() - timedelta(days=1))]
     assert sorted(found) == ["Can I pay with bitcoin?", "Do you ship to Mars?"]
+
+
+def test_escalations_by_reason_count_conversations_so_a_share_never_passes_100_percent(kb):
+    from chat import metrics
+    from chat.models import Conversation, Message, Ticket
+
+    conversation = Conversation.objects.create(knowledge_base=kb, language="en")
+    Message.objects.create(conversation=conversation, role="customer", text="a person please")
+    for _ in range(2):  # escalated, handed back to the bot, escalated again
+        Ticket.objects.create(conversation=conversation, reason="human_request")
+
+    [row] = metrics.compute(7)["escalations_by_reason"]
+    assert row["count"] == 2
+    assert row["rate"] == 1.0

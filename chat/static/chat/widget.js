@@ -520,7 +520,7 @@ header :focus-visible{outline-color:var(--on);outline-offset:-3px}
 .csat .stars{display:flex;gap:6px}
 .csat button{width:38px;height:38px;padding:0;display:grid;place-items:center}
 .csat button[aria-pressed=true]{background:var(--accent);border-color:var(--accent);color:var(--on)}
-.csat-q{font-size:13.5px}
+.csat-q{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 .csat-thanks[hidden]{display:none}
 .fb svg{width:16px;height:16px}
 .choices{display:flex;flex-direction:column;align-items:flex-start;gap:6px;margin:8px 0 0}
@@ -689,7 +689,13 @@ textarea{font-size:16px}
       lastScrollTop = log.scrollTop;
     }
   };
-  new MutationObserver(keepFollowing).observe(log, { childList: true, subtree: true, characterData: true });
+  new MutationObserver(keepFollowing).observe(log, {
+    childList: true,
+    subtree: true,
+    characterData: true,
+    attributes: true,
+    attributeFilter: ["hidden"], // a line revealed in place (the thanks for a rating)
+  });
   if (window.ResizeObserver) new ResizeObserver(keepFollowing).observe(log); // the panel opened, the phone's keyboard
   const append = (el, force) => {
     if (force) follow = true;
