@@ -75,6 +75,13 @@ def _isolated_data(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture
+def ops_client(client: Any, django_user_model: Any) -> Any:
+    """The test client logged in as a superuser (the admin pages ops use)."""
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "x"))
+    return client
+
+
+@pytest.fixture
 def celery_eager() -> Iterator[None]:
     """Run Celery tasks inline (set on app.conf: settings overrides don't reach a configured app)."""
     from support.celery import app

@@ -79,10 +79,10 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any, product: Product) -> Iterator[Any]:
-    """A fresh browser profile per test (its own localStorage); fails the test on any script error or dialog."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+def watched_page(browser: Any, **context_options: Any) -> Iterator[Any]:
+    """A page in a fresh browser profile (its own localStorage) that fails the test on any script error or dialog;
+    ``context_options`` go to ``browser.new_context`` (a 1280x800 viewport unless given)."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **context_options})
     page = context.new_page()
     page.set_default_timeout(20_000)
     problems: list[str] = []
@@ -97,6 +97,11 @@ def page(browser: Any, product: Product) -> Iterator[Any]:
     yield page
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page(browser: Any, product: Product) -> Iterator[Any]:
+    yield from watched_page(browser)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import watched_page
 from tests.browser.server import Product, stored_conversation
 from tests.browser.test_live_support import ASK_PERSON, ASK_PRICE, WORDS, ask, conversation_row, login
 
@@ -63,20 +64,7 @@ def prechat_page(product: Product, lang: str) -> str:
 @pytest.fixture
 def madrid_page(browser: Any) -> Iterator[Any]:
     """Like the ``page`` fixture (script errors and dialogs fail the test), with the browser's clock in Madrid."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="Europe/Madrid")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-
-    def on_dialog(dialog: Any) -> None:
-        problems.append(f"dialog: {dialog.message}")
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    yield page
-    context.close()
-    assert not problems, problems
+    yield from watched_page(browser, timezone_id="Europe/Madrid")
 
 
 @pytest.mark.parametrize("lang", ["es", "en"])

@@ -71,6 +71,19 @@ def chat_env(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # --- knowledge -----------------------------------------------------------------------------------
+TINY_FAQ = Path(__file__).parents[1] / "knowledge" / "data" / "tiny_faq.jsonl"
+
+
+@pytest.fixture
+def kb(db: None) -> Any:
+    """A small shop's knowledge base (``tests/knowledge/data/tiny_faq.jsonl``), for the agent side."""
+    from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
+
+    kb = get_or_create_knowledge_base("default", "Shop")
+    sync_source(source_for_location(kb, str(TINY_FAQ)))
+    return kb
+
+
 def ingest(path: Path, slug: str = "default", name: str = "Rodamar") -> Any:
     """Load a FAQ file into the knowledge base ``slug`` the way ``setup_demo`` does."""
     from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
@@ -137,6 +150,34 @@ def write_faq(tmp_path: Path) -> Any:
 
 
 # --- actors --------------------------------------------------------------------------------------
+def staff_user(name: str, group: str | None = None, first_name: str | None = None) -> Any:
+    """A staff user ``name`` (first name ``Name`` unless given), in the role ``group`` (agents, ops) if any."""
+    from django.contrib.auth.models import User
+
+    from chat.roles import ensure_roles
+
+    first = name.title() if first_name is None else first_name
+    user = User.objects.create_user(name, password="pw", is_staff=True, first_name=first)
+    if group:
+        user.groups.add(ensure_roles()[group])
+    return user
+
+
+@pytest.fixture
+def other_agent(db: None) -> Any:
+    return staff_user("bruno", "agents")
+
+
+@pytest.fixture
+def ops(db: None) -> Any:
+    return staff_user("olga", "ops")
+
+
+@pytest.fixture
+def no_rights(db: None) -> Any:
+    return staff_user("nadie")
+
+
 @pytest.fixture
 def agent(transactional_db: None) -> Any:
     from django.contrib.auth.models import User

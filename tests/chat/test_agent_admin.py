@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
@@ -11,47 +9,18 @@ from django.urls import reverse
 
 from chat import actions
 from chat.models import CannedReply, Conversation, Message, Ticket
-from chat.roles import ensure_roles
-from knowledge.actions import get_or_create_knowledge_base, publish_entry, source_for_location, sync_source
+from knowledge.actions import publish_entry
 from knowledge.models import Entry
 from knowledge.routing import activate_version, route, save_version, train_model
 
+from .conftest import staff_user
+
 pytestmark = pytest.mark.django_db
-FAQ = Path(__file__).parents[1] / "knowledge" / "data" / "tiny_faq.jsonl"
-
-
-def _user(name: str, group: str | None = None) -> User:
-    user = User.objects.create_user(name, password="pw", is_staff=True, first_name=name.title())
-    if group:
-        user.groups.add(ensure_roles()[group])
-    return user
 
 
 @pytest.fixture
 def agent(db) -> User:
-    return _user("ana", "agents")
-
-
-@pytest.fixture
-def other_agent(db) -> User:
-    return _user("bruno", "agents")
-
-
-@pytest.fixture
-def ops(db) -> User:
-    return _user("olga", "ops")
-
-
-@pytest.fixture
-def no_rights(db) -> User:
-    return _user("nadie")
-
-
-@pytest.fixture
-def kb(db):
-    kb = get_or_create_knowledge_base("default", "Shop")
-    sync_source(source_for_location(kb, str(FAQ)))
-    return kb
+    return staff_user("ana", "agents")  # without the shared fixture's transactional database
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ reasons, who the customer is, and text that cannot widen or reorder the page."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,35 +13,17 @@ from django.urls import reverse
 from chat import actions
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message, Ticket
-from chat.roles import ensure_roles
-from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
+
+from .conftest import staff_user
 
 pytestmark = pytest.mark.django_db
-FAQ = Path(__file__).parents[1] / "knowledge" / "data" / "tiny_faq.jsonl"
 RLO = "\u202e"
-
-
-def _user(name: str, group: str) -> User:
-    user = User.objects.create_user(name, password="pw", is_staff=True)
-    user.groups.add(ensure_roles()[group])
-    return user
 
 
 @pytest.fixture
 def agent(db) -> User:
-    return _user("ana", "agents")
-
-
-@pytest.fixture
-def other_agent(db) -> User:
-    return _user("bruno", "agents")
-
-
-@pytest.fixture
-def kb(db):
-    kb = get_or_create_knowledge_base("default", "Shop")
-    sync_source(source_for_location(kb, str(FAQ)))
-    return kb
+    # without the shared fixture's transactional database or first name: the pages show the user name
+    return staff_user("ana", "agents", first_name="")
 
 
 def _waiting(kb, text: str = "Do you ship to Mars?", **customer: Any) -> Conversation:
@@ -193,7 +174,7 @@ def test_the_workspace_strips_bidi_controls_from_customer_text(client, agent, kb
 
 
 def test_metrics_show_the_satisfaction_customers_gave(client, agent, kb):
-    ops = _user("olga", "ops")
+    ops = staff_user("olga", "ops")
     for rating in (5, 4, 2):
         conversation = _waiting(kb)
         actions.claim(conversation.tickets.get(), agent)

@@ -110,9 +110,11 @@ def uvicorn(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def celery_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(env: dict[str, str], log: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process (one at a time, solo pool); ``options`` are added to its command line."""
     command = [sys.executable, "-m", "celery", "-A", "support", "worker", "--pool", "solo", "--concurrency", "1",
-               "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+               "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
+               *options]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:

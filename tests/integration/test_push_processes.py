@@ -10,7 +10,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from celery import shared_task
 
 from tests.browser.server import free_port, manage
-from tests.integration.product import REPO, product_env, shell, uvicorn
+from tests.integration.product import celery_worker, product_env, shell, uvicorn
 from tests.processes import stop
 
 pytestmark = pytest.mark.integration
@@ -121,19 +120,6 @@ def open_widget(base: str, conversation: dict[str, Any]) -> Iterator[Widget]:
         widget.join(5)
 
 
-@contextmanager
-def worker_with_test_task(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "celery", "-A", "support", "worker", "--pool", "solo", "--concurrency", "1",
-               "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "--include", "tests.integration.test_push_processes"]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            stop(process, timeout=15)
-
-
 def reply_from_a_command(env: dict[str, str], conversation_id: str, text: str) -> float:
     """Store an agent's reply in a `manage.py shell` process; returns when (time.time()) it was stored."""
     return float(shell(env, REPLY.format(id=conversation_id, text=text)).strip().splitlines()[-1])
@@ -159,7 +145,7 @@ def test_a_command_and_the_worker_reach_an_open_stream_on_the_embedded_default(t
     folder = bus_folder(settings, tmp_path / "data")
     with (
         uvicorn(env, tmp_path / "web.log") as base,
-        worker_with_test_task(env, tmp_path / "worker.log"),
+        celery_worker(env, tmp_path / "worker.log", "--include", "tests.integration.test_push_processes"),
         open_widget(base, conversation) as widget,
     ):
         assert list(folder.glob("*.sock")), "the web process listens on the embedded bus"

@@ -13,12 +13,6 @@ from knowledge.models import KnowledgeBase, Source
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ops_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "x"))
-    return client
-
-
 def test_admin_pages_name_the_product_not_django(ops_client, kb):
     for url in (reverse("admin:index"), reverse("admin:knowledge_source_changelist")):
         page = ops_client.get(url).content.decode()

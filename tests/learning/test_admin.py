@@ -11,12 +11,6 @@ from learning.models import RetrainingJob
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ops_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "x"))
-    return client
-
-
 def test_learning_pages_open(ops_client, kb):
     for name in ("turnlog", "labelledexample", "retrainingjob"):
         assert ops_client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200

@@ -30,12 +30,6 @@ def bare_kb(db) -> KnowledgeBase:
 
 
 @pytest.fixture
-def ops_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "x"))
-    return client
-
-
-@pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The job ids handed to the broker (nothing runs them); jobs are handed over when the transaction commits."""
     sent: list[int] = []

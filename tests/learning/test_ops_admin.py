@@ -12,12 +12,6 @@ from learning.models import RetrainingJob
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def ops_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "x"))
-    return client
-
-
 def test_an_empty_jobs_list_explains_retraining_and_offers_the_button(ops_client, kb):
     page = ops_client.get(reverse("admin:learning_retrainingjob_changelist")).content.decode()
     assert 'id="no-jobs"' in page
