@@ -700,7 +700,7 @@ def open_tickets() -> Any:
 def draft_entry_from_reply(conversation: Conversation, message_id: int) -> Any:
     """Turn an agent's answer into a draft FAQ entry: the customer's question, the agent's reply."""
     from knowledge.actions import draft_entry
-    from knowledge.redaction import redact, secrets_typed
+    from knowledge.redaction import conversation_redactor
 
     reply = conversation.messages.filter(pk=message_id, role=Message.Role.AGENT).first()
     if reply is None:
@@ -709,12 +709,7 @@ def draft_entry_from_reply(conversation: Conversation, message_id: int) -> Any:
     if question is None:
         raise InvalidRequest("There is no customer question before this reply.")
     # an entry is shown to every customer: nothing personal from this one goes in (a PIN echoed by the agent neither)
-    known = [conversation.customer_name] if conversation.customer_name else []
     typed = conversation.messages.filter(role=Message.Role.CUSTOMER).values_list("text", flat=True)
-    secrets = secrets_typed(typed)
-    return draft_entry(
-        conversation.knowledge_base,
-        redact(question.text, known, secrets),
-        redact(reply.text, known, secrets),
-        language_of(conversation),
-    )
+    private = conversation_redactor(conversation.customer_name, typed)
+    kb, language = conversation.knowledge_base, language_of(conversation)
+    return draft_entry(kb, private(question.text), private(reply.text), language)

@@ -518,10 +518,12 @@ def secrets_in(text: str) -> list[str]:
     return [text[s.start : s.end] for s in find_personal_data(text) if s.kind in SECRET_KINDS]
 
 
-def secrets_typed(texts: Iterable[str]) -> list[str]:
-    """Every credential and card value typed across these texts (a conversation's customer messages), for
-    ``redact``'s ``secrets``: a PIN typed once is removed wherever it is echoed later."""
-    return sorted({value for text in texts for value in secrets_in(text)})
+def conversation_redactor(customer_name: str, customer_texts: Iterable[str]) -> Callable[[str], str]:
+    """``redact`` for any text of one conversation: the customer's stated name, and every credential or card value
+    typed in ``customer_texts`` (their messages), are removed wherever they appear, an agent's echo included."""
+    known = [customer_name] if customer_name else []
+    secrets = sorted({value for text in customer_texts for value in secrets_in(text)})
+    return lambda text: redact(text, known, secrets)
 
 
 def _known_secrets(text: str, secrets: Iterable[str]) -> Iterator[Span]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message, Ticket
 from knowledge.models import Entry, KnowledgeBase, Source
-from knowledge.redaction import redact, secrets_typed
+from knowledge.redaction import conversation_redactor
 from learning.models import Split, TurnLog
 
 logger = logging.getLogger(__name__)
@@ -111,10 +111,9 @@ def refresh_turn(question: Message) -> TurnLog:
     if next_turn is not None:
         agent_replies = agent_replies.filter(id__lt=next_turn)
     agent_texts = list(agent_replies.order_by("id").values_list("text", flat=True))
-    known = [conversation.customer_name] if conversation.customer_name else []
     # a PIN or password the customer typed anywhere in the conversation is removed wherever it is echoed
     typed = conversation.messages.filter(role=Message.Role.CUSTOMER).values_list("text", flat=True)
-    secrets = secrets_typed(typed)
+    private = conversation_redactor(conversation.customer_name, typed)
     existing = TurnLog.objects.filter(question=question).first()
     resolution = existing.resolution_entry if existing and existing.resolution_entry_id else None
     if resolution is None and ticket is not None and not (existing and existing.confirmed_out_of_scope):
@@ -123,8 +122,8 @@ def refresh_turn(question: Message) -> TurnLog:
         "knowledge_base_id": conversation.knowledge_base_id,
         "conversation": conversation,
         "reply": first,
-        "text": redact(question.text, known, secrets),
-        "reply_text": redact(first.text, known, secrets) if first else "",
+        "text": private(question.text),
+        "reply_text": private(first.text) if first else "",
         "language": conversation.language or conversation.knowledge_base.default_language,
         "decision_reason": str(decision.get("reason") or ""),
         "candidates": decision.get("candidates") or [],
@@ -140,7 +139,7 @@ def refresh_turn(question: Message) -> TurnLog:
         ).exists(),
         "escalated": ticket is not None,
         "escalation_reason": ticket.reason if ticket else "",
-        "resolution_text": redact("\n".join(agent_texts), known, secrets),
+        "resolution_text": private("\n".join(agent_texts)),
         "resolution_entry": resolution,
         "resolved": bool(existing and existing.resolved)
         or (ticket is not None and ticket.status == Ticket.Status.RESOLVED),
