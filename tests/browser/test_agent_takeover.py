@@ -54,6 +54,20 @@ def test_agent_claims_replies_live_and_hands_back_to_the_bot(
     expect(page.get_by_text("Ana", exact=False).first).to_be_visible()
     expect(page.get_by_text("revisar garantía")).to_have_count(0)  # internal notes never reach the customer
 
+    # A reply still on its way does not pull the agent out of the note they started meanwhile.
+    admin.evaluate(
+        "() => { const real = window.fetch; window.fetch = (url, options) => options && options.method === 'POST'"
+        " ? new Promise((done) => setTimeout(done, 1500)).then(() => real(url, options)) : real(url, options); }"
+    )
+    admin.fill("#reply-text", "Un momento, lo miro.")
+    admin.locator("#send-reply").click()
+    admin.locator("#note-text").click()
+    admin.keyboard.type("Pide foto del freno")
+    expect(admin.locator("#ws-history")).to_contain_text("Un momento, lo miro.")
+    expect(admin.locator("#note-text")).to_have_value("Pide foto del freno")
+    expect(admin.locator("#note-text")).to_be_focused()
+    expect(admin.locator("#reply-text")).to_have_value("")
+
     # While Ana owns it the bot stays silent; after hand-back the bot answers again.
     admin.locator("#hand-back").click()
     expect(admin.locator("#ws-status")).to_have_text("With the bot")

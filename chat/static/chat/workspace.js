@@ -128,9 +128,12 @@
           var failed = (data.notices || []).some(function (n) { return n.level === "error"; });
           var box = keep && document.getElementById(keep);
           if (box && !failed) box.value = "";
+          // Back to the box only if the agent has not moved on (typing a note while the reply was on its way).
+          var active = document.activeElement;
+          var stayed = !active || active === document.body || form.contains(active);
           apply(data, true);
           box = keep && document.getElementById(keep);
-          if (box) box.focus();
+          if (box && stayed) box.focus();
         })
         .catch(function () {
           showNotices([{ level: "error", text: "That did not reach the server. Check the connection and try again." }]);
