@@ -14,6 +14,7 @@ from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
 from knowledge import actions, parsers
+from knowledge.embeddings import encoder_label
 from knowledge.integrity import describe
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
 
@@ -272,7 +273,20 @@ class ExampleAdmin(admin.ModelAdmin):
 
 @admin.register(RoutingVersion)
 class RoutingVersionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "is_active", "created_at", "activated_at", "notes")
+    list_display = ("__str__", "is_active", "encoder_name", "created_at", "activated_at", "notes")
     list_filter = ("knowledge_base", "is_active")
-    readonly_fields = ("knowledge_base", "number", "is_active", "metrics", "created_at", "activated_at")
+    readonly_fields = (
+        "knowledge_base",
+        "number",
+        "is_active",
+        "encoder",
+        "metrics",
+        "created_at",
+        "activated_at",
+    )
+
+    @admin.display(description="encoder")
+    def encoder_name(self, version: RoutingVersion) -> str:
+        return encoder_label(version.encoder)
+
     exclude = ("model",)

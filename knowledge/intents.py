@@ -38,12 +38,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from knowledge.handoff import reason_by_rule
 from knowledge.vocabulary import HandoverReason
+
+if TYPE_CHECKING:
+    from knowledge.embeddings import TextEncoder
 
 DATA = Path(__file__).resolve().parent / "data" / "intents"
 BANK_PATH = DATA / "bank.jsonl"
@@ -167,11 +170,12 @@ def read_settings() -> dict[str, Any]:
     return json.loads(SETTINGS_PATH.read_text(encoding="utf-8"))
 
 
-def bank_vectors(phrases: Sequence[Phrase]) -> np.ndarray:
-    """The query-role vectors of these phrases: precomputed when they fit this bank and model, else embedded."""
+def bank_vectors(phrases: Sequence[Phrase], encoder: TextEncoder | None = None) -> np.ndarray:
+    """The query-role vectors of these phrases (by ``encoder``, default the deployment's): precomputed when they fit
+    this bank and model, else embedded."""
     from knowledge.embeddings import get_encoder
 
-    encoder = get_encoder()
+    encoder = encoder or get_encoder()
     stored = read_settings() if SETTINGS_PATH.exists() else {}
     all_phrases = load_bank()
     if (
@@ -196,23 +200,27 @@ def build_detector(splits: Sequence[str] = ("train", "heldout")) -> NeighbourDet
 
 _lock = threading.Lock()
 _detector: NeighbourDetector | None = None
-_language_means: dict[str, np.ndarray] | None = None
+_language_means: dict[str, dict[str, np.ndarray]] = {}
 
 
-def language_means() -> dict[str, np.ndarray]:
-    """The mean query vector of the bank's phrases in each language (both languages say the same kinds of thing).
+def language_means(encoder: TextEncoder | None = None) -> dict[str, np.ndarray]:
+    """The mean query vector of the bank's phrases in each language (both languages say the same kinds of thing),
+    by ``encoder`` (default the deployment's; a fine-tuned encoder has its own).
 
     Their difference is the direction in which the encoder separates the languages themselves; routing removes it
     from a message written in another language than the knowledge base (``knowledge.routing.aligned``).
     """
-    global _language_means
+    from knowledge.embeddings import get_encoder
+
+    encoder = encoder or get_encoder()
     with _lock:
-        if _language_means is None:
+        if encoder.name not in _language_means:
             phrases = load_bank()
-            matrix = bank_vectors(phrases)
+            matrix = bank_vectors(phrases, encoder)
             languages = np.array([p.lang for p in phrases])
-            _language_means = {str(code): matrix[languages == code].mean(axis=0) for code in sorted(set(languages))}
-        return _language_means
+            means = {str(code): matrix[languages == code].mean(axis=0) for code in sorted(set(languages))}
+            _language_means[encoder.name] = means
+        return _language_means[encoder.name]
 
 
 def neighbour_detector() -> NeighbourDetector:

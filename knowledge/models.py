@@ -24,6 +24,9 @@ class KnowledgeBase(models.Model):
     default_language = models.CharField(max_length=8, default="es", choices=settings.LANGUAGES)
     # What the current index was built with; a different setting means a clean rebuild.
     index_embedding_model = models.CharField(max_length=300, blank=True)
+    # The EMBEDDING_MODEL spec this knowledge base's index and messages use: its active routing version's
+    # encoder (a fine-tuned file), switched together with the version; blank = the deployment's EMBEDDING_MODEL.
+    encoder = models.CharField(max_length=500, blank=True)
     index_generation = models.PositiveIntegerField(default=0)
     # Bumped on every write to the index, so every process knows when its in-memory copy is stale.
     index_revision = models.PositiveBigIntegerField(default=0)
@@ -188,6 +191,12 @@ class RoutingVersion(models.Model):
     number = models.PositiveIntegerField()
     is_active = models.BooleanField(default=False)
     model = models.JSONField(help_text="RoutingModel.to_dict(): head weights, calibrator, threshold.")
+    encoder = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="The EMBEDDING_MODEL spec this version was trained for (a fine-tuned encoder file); "
+        "blank = the deployment's EMBEDDING_MODEL.",
+    )
     metrics = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -21,7 +21,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from knowledge import index, intents
-from knowledge.embeddings import get_encoder
+from knowledge.embeddings import TextEncoder, get_encoder
 from knowledge.language import detect_language
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion
 from knowledge.routing_model import FloatArray, RoutingModel, Scored
@@ -147,7 +147,7 @@ SELF_SIMILARITY = 0.9999
 """A learned phrasing this close to a message is the message itself (see ``score_texts``)."""
 
 
-def aligned(model: RoutingModel, text: str, vector: FloatArray) -> FloatArray:
+def aligned(model: RoutingModel, text: str, vector: FloatArray, encoder: TextEncoder | None = None) -> FloatArray:
     """The message's vector moved into the knowledge base's language when it is written in another one.
 
     Cross-lingual cosines run lower and flatter for an equally good match (a Spanish question on an English FAQ),
@@ -167,7 +167,7 @@ def aligned(model: RoutingModel, text: str, vector: FloatArray) -> FloatArray:
     if coverage.get(language, 0) * 2 >= len(languages):
         return vector  # most entries are written in the message's language (or translated into it)
     target = max(coverage, key=lambda code: coverage[code])
-    means = intents.language_means()
+    means = intents.language_means(encoder)  # in the space of the encoder that embedded ``vector``
     if language not in means or target not in means:
         return vector
     moved = vector - (means[language] - means[target])
@@ -176,18 +176,25 @@ def aligned(model: RoutingModel, text: str, vector: FloatArray) -> FloatArray:
 
 
 def score_texts(
-    kb: KnowledgeBase, model: RoutingModel, texts: Sequence[str], *, leave_self_out: bool = False
+    kb: KnowledgeBase,
+    model: RoutingModel,
+    texts: Sequence[str],
+    *,
+    leave_self_out: bool = False,
+    shadow: index.Shadow | None = None,
 ) -> list[Scored]:
     """Score many texts at once (calibration, evaluation of a candidate version).
 
     ``leave_self_out``: the texts were learned as phrasings, and each is scored as if its own phrasing were
     not indexed (leave-one-out), so that a calibration on them sees what an unseen message would get.
+    ``shadow``: search that in-memory index (a candidate version's encoder) instead of the knowledge base's own.
     """
-    vectors = get_encoder().embed(list(texts), is_query=True)
+    encoder = shadow.encoder if shadow is not None else index.encoder_of(kb)
+    vectors = encoder.embed(list(texts), is_query=True)
     scored = []
     for raw, text in zip(vectors, texts, strict=True):
-        vector = aligned(model, text, raw)
-        hits = index.search(kb, vector, SEARCH_K + 1 if leave_self_out else SEARCH_K)
+        vector = aligned(model, text, raw, encoder)
+        hits = index.search(kb, vector, SEARCH_K + 1 if leave_self_out else SEARCH_K, shadow)
         scorer = model
         if leave_self_out:
             # its own phrasing is the raw vector: found where the (possibly moved) vector meets it
@@ -202,7 +209,8 @@ def score_texts(
 def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> Decision:
     """Decide one message: hand over (a request for a person, a risk), answer from an entry, or offer choices."""
     started = time.perf_counter()
-    vector = get_encoder().embed([text], is_query=True)[0]
+    deployment = get_encoder()
+    vector = deployment.embed([text], is_query=True)[0]
     # the risk-and-intent stage comes first: a request for a person or a risk is never answered from an entry
     match = intents.detect(text, vector)
     if match is not None:
@@ -210,7 +218,10 @@ def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> De
     version: int | None = None
     if model is None:
         version, model = active_model(kb)
-    vector = aligned(model, text, vector)
+    encoder = index.encoder_of(kb)
+    if encoder is not deployment:  # a fine-tuned encoder: the intent stage keeps the deployment's, retrieval its own
+        vector = encoder.embed([text], is_query=True)[0]
+    vector = aligned(model, text, vector, encoder)
     scored = model.score(vector, index.search(kb, vector, SEARCH_K), text)
     entries = Entry.objects.in_bulk([int(eid) for eid, _ in scored.candidates[: settings.RETRIEVAL_K]])
     candidates = [
@@ -259,11 +270,14 @@ def add_examples(kb: KnowledgeBase, pairs: Sequence[tuple[str, Entry | None]], o
     return created
 
 
-def train_model(kb: KnowledgeBase, examples: Sequence[Example] | None = None) -> RoutingModel:
-    """A new routing model from the knowledge base's entries and labelled examples."""
+def train_model(
+    kb: KnowledgeBase, examples: Sequence[Example] | None = None, encoder: TextEncoder | None = None
+) -> RoutingModel:
+    """A new routing model from the knowledge base's entries and labelled examples (``encoder``: the one it is
+    trained for, by default the knowledge base's own)."""
     entries = list(Entry.objects.filter(knowledge_base=kb).answerable().only("pk", "question"))
     examples = list(Example.objects.filter(knowledge_base=kb)) if examples is None else list(examples)
-    encoder = get_encoder()
+    encoder = encoder or index.encoder_of(kb)
     live = {entry.pk for entry in entries}
     examples = [ex for ex in examples if ex.entry_id is None or ex.entry_id in live]
     example_vectors = encoder.embed([ex.text for ex in examples], is_query=True) if examples else None
@@ -289,13 +303,14 @@ def calibrate_model(
     target: float,
     *,
     leave_self_out: bool = False,
+    shadow: index.Shadow | None = None,
 ) -> dict[str, float]:
     """Fit ``model``'s calibrator and threshold on labelled queries; returns the calibration-set figures.
 
-    ``leave_self_out``: some queries are also learned phrasings (see ``score_texts``).
+    ``leave_self_out``: some queries are also learned phrasings; ``shadow``: another encoder's index (``score_texts``).
     """
     rows = [(text, entry) for text, entry in labelled if intents.detect(text) is None]
-    scored = score_texts(kb, model, [text for text, _ in rows], leave_self_out=leave_self_out)
+    scored = score_texts(kb, model, [text for text, _ in rows], leave_self_out=leave_self_out, shadow=shadow)
     labels = [str(entry.pk) if entry is not None else None for _, entry in rows]
     model.calibrate(scored, labels, target_wrong_rate=target)
     # the confidences in `scored` came from the calibrator before this fit: decide on the new one
@@ -312,7 +327,9 @@ def calibrate_model(
 
 
 @transaction.atomic
-def save_version(kb: KnowledgeBase, model: RoutingModel, metrics: dict[str, Any], notes: str = "") -> RoutingVersion:
+def save_version(
+    kb: KnowledgeBase, model: RoutingModel, metrics: dict[str, Any], notes: str = "", encoder: str = ""
+) -> RoutingVersion:
     last = RoutingVersion.objects.select_for_update().filter(knowledge_base=kb).order_by("-number").first()
     return RoutingVersion.objects.create(
         knowledge_base=kb,
@@ -320,14 +337,33 @@ def save_version(kb: KnowledgeBase, model: RoutingModel, metrics: dict[str, Any]
         model=model.to_dict(),
         metrics=metrics,
         notes=notes,
+        encoder=encoder,
     )
 
 
-@transaction.atomic
-def activate_version(version: RoutingVersion) -> None:
-    """Make ``version`` the one the chat uses (promotion and rollback alike); takes effect on the next message."""
-    RoutingVersion.objects.filter(knowledge_base=version.knowledge_base, is_active=True).exclude(pk=version.pk).update(
-        is_active=False
-    )
-    RoutingVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+def index_for(version: RoutingVersion) -> index.Built | None:
+    """The collection ``version``'s encoder needs, built now (while the current one serves) if the knowledge base
+    uses another encoder; None if it already uses that one. Call it before ``activate_version``'s transaction."""
+    kb = version.knowledge_base
+    index.encoder_of(kb)  # its encoder as the database has it now
+    return index.build(kb, version.encoder) if version.encoder != kb.encoder else None
+
+
+def activate_version(version: RoutingVersion, built: index.Built | None = None) -> None:
+    """Make ``version`` the one the chat uses (promotion and rollback alike); takes effect on the next message.
+
+    A version trained for another encoder than the knowledge base uses switches the index to its collection
+    (``built`` by ``index_for``, or built here) in the same transaction: no message sees the new version with the
+    old encoder's vectors, or the reverse.
+    """
+    kb = version.knowledge_base
+    if built is None:
+        built = index_for(version)
+    with transaction.atomic():
+        RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).exclude(pk=version.pk).update(is_active=False)
+        RoutingVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+        if built is not None:
+            index.switch(kb, built)
+            switched = built
+            transaction.on_commit(lambda: index.retire(kb, switched))
     version.is_active = True

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from knowledge.admin import KnowledgeBaseAdmin, RoutingVersionAdmin
+from knowledge.embeddings import encoder_label
 from knowledge.models import KnowledgeBase, RoutingVersion
 from learning import actions, labels, retraining
 from learning.models import LabelledExample, RetrainingJob, TurnLog
@@ -187,12 +188,13 @@ class RetrainingJobAdmin(admin.ModelAdmin):
     list_filter = ("knowledge_base", "status", "trigger")
     fieldsets = (
         (None, {"fields": ("knowledge_base", "status", "progress", "stage", "trigger", "triggered_by")}),
-        ("Result", {"fields": ("figures", "candidate", "baseline_version", "error")}),
+        ("Result", {"fields": ("figures", "candidate", "encoder", "baseline_version", "error")}),
         ("Times", {"fields": ("created", "queued", "started", "heartbeat", "finished", "window")}),
         ("Run", {"fields": ("attempts", "worker", "run_log")}),
     )
     readonly_fields = [
         "figures",
+        "encoder",
         "created",
         "queued",
         "started",
@@ -273,6 +275,10 @@ class RetrainingJobAdmin(admin.ModelAdmin):
         return f"{start} → {local_time(job.window_end)}"
 
     @admin.display(description="log")
+    @admin.display(description="candidate's encoder")
+    def encoder(self, job: RetrainingJob) -> str:
+        return encoder_label(job.candidate.encoder) if job.candidate else "–"
+
     def run_log(self, job: RetrainingJob) -> str:
         if not job.log:
             return "—"

@@ -32,9 +32,10 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import F
 from django.utils import timezone
 
+from knowledge import index
 from knowledge.evaluation import LabelledQuery, Outcome, figures, read_queries
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion, Source
-from learning import actions, labels
+from learning import actions, finetune, labels
 from learning.gate import GATE_CONFIDENCE, decide, unmeasured, verdicts
 from learning.models import RetrainingJob, Split
 
@@ -90,8 +91,10 @@ def benchmark_sets(kb: KnowledgeBase, say: Any = None) -> list[EvalSet]:
     return sets
 
 
-def evaluate(kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery]) -> dict[str, Any]:
-    """The EVAL.md figures of ``model`` on ``queries``.
+def evaluate(
+    kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery], shadow: index.Shadow | None = None
+) -> dict[str, Any]:
+    """The EVAL.md figures of ``model`` on ``queries`` (``shadow``: the index of a candidate's own encoder).
 
     The decision is ``route()``'s (a request for a person escalates; answer when the model decides and the
     entry is answerable), scored in one batch by ``routing.score_texts`` so the vector cache makes it cheap.
@@ -99,7 +102,8 @@ def evaluate(kb: KnowledgeBase, model: Any, queries: Sequence[LabelledQuery]) ->
     from knowledge import intents, routing
 
     asked = [q for q in queries if intents.detect(q.text) is None]
-    scored = dict(zip([id(q) for q in asked], routing.score_texts(kb, model, [q.text for q in asked]), strict=True))
+    found = routing.score_texts(kb, model, [q.text for q in asked], shadow=shadow)
+    scored = dict(zip([id(q) for q in asked], found, strict=True))
     answerable = {str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)}
     outcomes = []
     for query in queries:
@@ -287,6 +291,7 @@ class Runner:
     def __init__(self, job: RetrainingJob) -> None:
         self.job = job
         self.kb = job.knowledge_base
+        self.shadow: index.Shadow | None = None  # the candidate's index when it has its own encoder
 
     def say(self, line: str, progress: int | None = None, stage: str | None = None) -> None:
         """A progress line, saved with the heartbeat; JobLost if the job is no longer this run's."""
@@ -345,9 +350,12 @@ class Runner:
         job.metrics["live"] = baseline
 
         candidate = self._candidate(job, kb)
+        index.encoder_of(kb)
+        if candidate.encoder != kb.encoder and self.shadow is None:  # resumed: its encoder's index is rebuilt
+            self.shadow = index.shadow(kb, candidate.encoder)
         self.say(f"evaluating candidate v{candidate.number}", 75, "evaluating")
         model = _model_of(candidate)
-        after = {s.name: evaluate(kb, model, s.queries) for s in sets}
+        after = {s.name: evaluate(kb, model, s.queries, self.shadow) for s in sets}
         job.metrics["candidate"] = after
         decision = decide(baseline, after)
         promote, reasons, warnings = decision.promote, decision.reasons, unmeasured(baseline)
@@ -371,12 +379,17 @@ class Runner:
         self.say(f"training data exported to {folder}", 90, "exports")
 
         if promote:
+            built = routing.index_for(candidate)  # a new encoder's collection, built while the live one serves
+            if built is not None:
+                self.say(f"index built with v{candidate.number}'s encoder ({built.model})", 95, "switching")
             with transaction.atomic():
-                routing.activate_version(candidate)
+                routing.activate_version(candidate, built)
                 self.finish(Status.PROMOTED)
             self.say(f"v{candidate.number} is live")
         else:
             actions.sync_learned_examples(kb, actions.learned_examples_of(live_version))
+            if candidate.encoder != kb.encoder:
+                finetune.discard(candidate)
             self.finish(Status.REFUSED)
         return job
 
@@ -399,8 +412,9 @@ class Runner:
         routing.add_examples(kb, train, origin=actions.LEARNED_ORIGIN)
         learned = Example.objects.filter(knowledge_base=kb, origin=actions.LEARNED_ORIGIN).order_by("pk")
         job.artefacts["examples"] = [[ex.text, ex.entry_id] for ex in learned]
+        encoder = self._encoder(kb, train)
         self.say("training the head", 45, "training")
-        model = routing.train_model(kb)
+        model = routing.train_model(kb, encoder=self.shadow.encoder if self.shadow else None)
         if model.head is None:
             # No head (few examples): the training slice calibrates too, each question scored with its own learned
             # phrasing left out. On a small knowledge base that is most of the labelled data. With a head, its
@@ -416,15 +430,43 @@ class Runner:
         else:
             try:
                 metrics["calibration"] = routing.calibrate_model(
-                    kb, model, calibration, settings.TARGET_WRONG_ANSWER_RATE, leave_self_out=model.head is None
+                    kb,
+                    model,
+                    calibration,
+                    settings.TARGET_WRONG_ANSWER_RATE,
+                    leave_self_out=model.head is None,
+                    shadow=self.shadow,
                 )
                 self.say(f"calibrated on {len(calibration)} labelled questions: threshold {model.threshold:.3f}", 60)
             except ValueError as exc:  # e.g. every calibration answer right: nothing to fit
                 self.say(f"calibration skipped ({exc}); default calibration kept", 60)
-        candidate = routing.save_version(kb, model, metrics, notes=f"retraining job #{job.pk}")
+        notes = f"retraining job #{job.pk}" + (", fine-tuned encoder" if self.shadow else "")
+        candidate = routing.save_version(kb, model, metrics, notes=notes, encoder=encoder)
         job.candidate = candidate
         job.save(update_fields=["candidate", "artefacts"])
         return candidate
+
+    def _encoder(self, kb: KnowledgeBase, train: Sequence[tuple[str, Entry | None]]) -> str:
+        """The candidate's encoder: fine-tuned on the training slice when enabled and there is enough of it (its index
+        then held in ``self.shadow`` for calibration and the gate), else the one the knowledge base uses now."""
+        index.encoder_of(kb)  # kb.encoder as the database has it now
+        current = kb.encoder
+        why_not = finetune.can_fine_tune(kb)
+        confirmed = sum(1 for _, entry in train if entry is not None)
+        if why_not is None and confirmed < settings.LEARNING_FINE_TUNE_MIN_EXAMPLES:
+            why_not = f"{confirmed} confirmed examples, fewer than LEARNING_FINE_TUNE_MIN_EXAMPLES"
+        if why_not is not None:
+            if settings.LEARNING_FINE_TUNE:
+                self.say(f"encoder not fine-tuned: {why_not}")
+            return current
+        self.say(f"fine-tuning the encoder on {confirmed} confirmed examples and the FAQ", 38, "fine-tuning")
+        spec = finetune.fine_tune(finetune.training_pairs(kb, train), self.say)
+        self.job.artefacts["encoder"] = spec
+        self.shadow = index.shadow(kb, spec)
+        self.say(
+            f"knowledge base indexed with the fine-tuned encoder, in memory ({len(self.shadow.snapshot.kinds)} texts)"
+        )
+        return spec
 
 
 def _can_calibrate(calibration: Sequence[tuple[str, Entry | None]]) -> bool:

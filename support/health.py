@@ -109,11 +109,24 @@ def forget_verdicts() -> None:
         _vector_verdict.clear()
 
 
+def check_encoders() -> None:
+    """Every knowledge base whose live version has a fine-tuned encoder can load it: its file is on this machine
+    (``DATA_DIR/encoders``, shared by web and worker)."""
+    from knowledge.embeddings import spec_path
+    from knowledge.models import KnowledgeBase
+
+    for slug, spec in KnowledgeBase.objects.exclude(encoder="").values_list("slug", "encoder"):
+        path = spec_path(spec)
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"knowledge base {slug!r}: its encoder file {path} is missing")
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "broker": check_broker,
     "cache": check_cache,
     "vector_store": check_vector_store,
+    "encoders": check_encoders,
 }
 
 

@@ -346,6 +346,15 @@ LEARNING_BENCHMARKS = env_list("LEARNING_BENCHMARKS", [])
 LEARNING_RETRAIN_CRON = env_str("LEARNING_RETRAIN_CRON", "0 3 * * *")  # minute hour day month weekday
 # A running retraining job whose worker sent no heartbeat (every 30 s) for this long is marked failed, resumable.
 LEARNING_JOB_STALE_MINUTES = env_int("LEARNING_JOB_STALE_MINUTES", 10, minimum=2)
+# Fine-tune the encoder in each retraining job (learning.finetune): the candidate version gets its own encoder file
+# and index, and goes live only through the gate, like any candidate. Off by default: see the README's learning curves.
+LEARNING_FINE_TUNE = env_bool("LEARNING_FINE_TUNE", False)
+LEARNING_FINE_TUNE_MIN_EXAMPLES = env_int("LEARNING_FINE_TUNE_MIN_EXAMPLES", 20, minimum=1)
+LEARNING_FINE_TUNE_STEPS = env_int("LEARNING_FINE_TUNE_STEPS", 30, minimum=1)
+LEARNING_FINE_TUNE_SECONDS = env_int("LEARNING_FINE_TUNE_SECONDS", 180, minimum=1)
+LEARNING_FINE_TUNE_LR = env_float("LEARNING_FINE_TUNE_LR", 1e-4, minimum=0.0)
+LEARNING_FINE_TUNE_BATCH = env_int("LEARNING_FINE_TUNE_BATCH", 16, minimum=2)
+LEARNING_FINE_TUNE_MAX_TOKENS = env_int("LEARNING_FINE_TUNE_MAX_TOKENS", 64, minimum=16)
 
 # --- Logging: one JSON object a line by default (LOG_FORMAT=text for humans) ------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()

@@ -210,9 +210,9 @@ def test_without_a_head_the_training_slice_calibrates_too_leaving_each_question_
     scored_with = []
     real = routing.score_texts
 
-    def spy(kb, model, texts, *, leave_self_out=False):
+    def spy(kb, model, texts, *, leave_self_out=False, shadow=None):
         scored_with.append(leave_self_out)
-        return real(kb, model, texts, leave_self_out=leave_self_out)
+        return real(kb, model, texts, leave_self_out=leave_self_out, shadow=shadow)
 
     monkeypatch.setattr(routing, "score_texts", spy)
     baseline_version(kb)

