@@ -249,6 +249,16 @@ def detect(text: str, vector: np.ndarray | None = None) -> IntentMatch | None:
     return neighbour_detector().classify(vector)
 
 
+def detect_many(texts: Sequence[str]) -> list[IntentMatch | None]:
+    """``detect`` for many messages, embedded in one batch through the vector cache (evaluation, calibration)."""
+    from knowledge.embeddings import get_encoder
+
+    if not texts:
+        return []
+    vectors = get_encoder().embed(list(texts), is_query=True)
+    return [detect(text, vector) for text, vector in zip(texts, vectors, strict=True)]
+
+
 def refit(k: int = 7, min_votes: int = 4) -> dict[str, Any]:
     """Embed the bank, choose the margin on its train split, and store vectors and settings. Returns them."""
     from knowledge.embeddings import get_encoder

@@ -309,7 +309,8 @@ def calibrate_model(
 
     ``leave_self_out``: some queries are also learned phrasings; ``shadow``: another encoder's index (``score_texts``).
     """
-    rows = [(text, entry) for text, entry in labelled if intents.detect(text) is None]
+    caught = intents.detect_many([text for text, _ in labelled])
+    rows = [(text, entry) for (text, entry), match in zip(labelled, caught, strict=True) if match is None]
     scored = score_texts(kb, model, [text for text, _ in rows], leave_self_out=leave_self_out, shadow=shadow)
     labels = [str(entry.pk) if entry is not None else None for _, entry in rows]
     model.calibrate(scored, labels, target_wrong_rate=target)

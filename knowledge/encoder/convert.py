@@ -179,14 +179,14 @@ def convert(out_dir: str | Path, model_file: str | Path | None = None) -> Path:
     return target
 
 
-def load(path: str | Path, threads: int | None = None) -> SentenceTransformer:
-    """Load a converted (or fine-tuned) model from disk, offline, on the CPU."""
+def load(path: str | Path, threads: int | None = None, device: str = "cpu") -> SentenceTransformer:
+    """Load a converted (or fine-tuned) model from disk, offline, on the CPU (or ``device``)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
 def main(argv: list[str] | None = None) -> None:
