@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/learning_loop.py --set soportemax          # replay half of dev, evaluate the other half
     .venv/bin/python benchmarks/learning_loop.py --set clinc150 --limit 10000   # replay train, evaluate val
     .venv/bin/python benchmarks/learning_loop.py --seeds 10   # soportemax, 10 seeds: how often the gate promotes
+    .venv/bin/python benchmarks/learning_loop.py --seeds 10 --set vuelalto --fine-tune   # the same, fine-tuning on
 
 Learning curve: the FAQ is ingested; the held-back queries are routed (before); the replayed queries
 go through the logging path as confirmed conversations (`learning.replay`, what `manage.py replay`
 does); a retraining job runs (learn phrasings, train the head, recalibrate, gate, promote); the same
-held-back queries are routed again (after). Logging overhead: the time to store a bot reply with
+held-back queries are routed again (after). ``--fine-tune``: the job also fine-tunes the encoder
+(LEARNING_FINE_TUNE). Logging overhead: the time to store a bot reply with
 and without the learning signal that enqueues the turn log (filesystem broker).
 """
 
@@ -23,6 +25,7 @@ from common import SHARED_DATA, isolated_django, machine, percentiles, timed_ret
 
 SETS = {
     "soportemax": ("soportemax/faq.jsonl", "soportemax/dev.jsonl", None),
+    "vuelalto": ("vuelalto/faq.jsonl", "vuelalto/dev.jsonl", None),
     "clinc150": ("clinc150/faq.jsonl", "clinc150/train.jsonl", "clinc150/val.jsonl"),
     "banking77_oos": ("banking77_oos/faq.jsonl", "banking77_oos/train.jsonl", "banking77_oos/valid.jsonl"),
 }
@@ -34,12 +37,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="replay at most this many queries")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--seeds", type=int, default=0, help="soportemax: this many seeds from --seed, each on a fresh knowledge base"
+        "--seeds", type=int, default=0, help="this many seeds from --seed, each on a fresh knowledge base (small sets)"
     )
+    parser.add_argument("--fine-tune", action="store_true", help="retraining also fine-tunes the encoder")
     args = parser.parse_args()
     isolated_django()
+    from django.conf import settings
+
+    settings.LEARNING_FINE_TUNE = args.fine_tune
     if args.seeds:
-        promotion_rate(args.seed, args.seeds)
+        promotion_rate(args.set, args.seed, args.seeds)
         return
     from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
     from knowledge.evaluation import Outcome, figures, read_queries
@@ -52,7 +59,7 @@ def main() -> None:
     source = source_for_location(kb, str(SHARED_DATA / faq))
     sync_source(source)
     keys = {e.pk: e.key for e in Entry.objects.filter(source=source)}
-    if held is None:  # soportemax: one half replayed, the other half measured
+    if held is None:  # soportemax, vuelalto: one half replayed, the other half measured
         queries = read_queries(SHARED_DATA / train)
         taught = replay.pick_half(queries, "first", args.seed)
         measured = replay.pick_half(queries, "second", args.seed)
@@ -87,27 +94,33 @@ def main() -> None:
     print("job log:\n" + job.log[-3000:])
 
 
-def promotion_rate(first: int, count: int) -> None:
-    """The supported path, once per seed on a fresh knowledge base: ingest soportemax's FAQ, ``manage.py replay``
+def promotion_rate(name: str, first: int, count: int) -> None:
+    """The supported path, once per seed on a fresh knowledge base: ingest the set's FAQ, ``manage.py replay``
     half of dev, ``manage.py retrain``. The other half measures the live version before, the candidate (promoted
     or not) and the live version after, with the gate's own decision function (total resolution = direct +
     choices). A candidate is "really better" when it resolves more of the other half without more wrong answers.
+    A refused candidate with its own encoder is measured on that encoder's index (its file is kept for it).
     """
+    from django.conf import settings
     from django.core.management import call_command
 
-    from knowledge import routing
+    from knowledge import index, routing
     from knowledge.actions import get_or_create_knowledge_base, source_for_location, sync_source
     from knowledge.evaluation import LabelledQuery, read_queries
     from knowledge.models import Entry, RoutingVersion
-    from learning import actions, replay, retraining
+    from learning import actions, finetune, replay, retraining
     from learning.models import RetrainingJob
 
-    faq, dev = SHARED_DATA / "soportemax" / "faq.jsonl", SHARED_DATA / "soportemax" / "dev.jsonl"
+    faq, dev = SHARED_DATA / name / "faq.jsonl", SHARED_DATA / name / "dev.jsonl"
     queries = read_queries(dev)
+    finetune.discard = lambda version: None  # keep a refused candidate's encoder: it is measured below
     rows: list[tuple[int, str, bool, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
-    print(f"machine: {machine()}; soportemax: replay half of dev, retrain, measure the other half; seeds {first}..")
+    print(
+        f"machine: {machine()}; {name}: replay half of dev, retrain (fine-tuning the encoder: "
+        f"{settings.LEARNING_FINE_TUNE}), measure the other half; seeds {first}.."
+    )
     for seed in range(first, first + count):
-        kb = get_or_create_knowledge_base(f"soportemax-{seed}")
+        kb = get_or_create_knowledge_base(f"{name}-{seed}")
         source = source_for_location(kb, str(faq))
         sync_source(source)
         pks = dict(Entry.objects.filter(source=source).values_list("key", "pk"))
@@ -127,14 +140,16 @@ def promotion_rate(first: int, count: int) -> None:
         candidate = after
         if job.candidate is not None and job.status != RetrainingJob.Status.PROMOTED:
             actions.sync_learned_examples(kb, actions.learned_examples_of(job.candidate))
-            candidate = retraining.evaluate(kb, routing.load_model(kb, job.candidate.model), other)
+            own = index.shadow(kb, job.candidate.encoder) if job.candidate.encoder != kb.encoder else None
+            candidate = retraining.evaluate(kb, routing.load_model(kb, job.candidate.model), other, own)
             active = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).first()
             actions.sync_learned_examples(kb, actions.learned_examples_of(active))
         better = resolved(candidate) > resolved(before) and wrong(candidate) <= wrong(before)
         rows.append((seed, job.status, better, before, candidate, after))
         gate = job.metrics.get("gate", {})
+        encoder = "fine-tuned encoder" if job.candidate and job.candidate.encoder else "deployment encoder"
         print(
-            f"seed {seed}: {job.status} in {seconds:.0f}s; other half ({len(other)}): total resolution "
+            f"seed {seed}: {job.status} ({encoder}) in {seconds:.0f}s; other half ({len(other)}): total resolution "
             f"{before['total_resolution']:.3f} -> candidate {candidate['total_resolution']:.3f}, wrong answers "
             f"{wrong(before)} -> {wrong(candidate)}; really better: {better}; live after: "
             f"{after['total_resolution']:.3f}",
