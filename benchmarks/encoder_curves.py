@@ -338,7 +338,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"chosen": chosen, "runs": runs}, indent=1))
     print(f"\n{chosen}\n\n{HEADER}")
     for run in runs:
-        print(line(run["set"], run["seed"], run["variant"], run["figures"], run.get("training")))
+        print(line(run["set"], run["seed"], run["label"], run["figures"], run.get("training")))
     print(f"\nmean over seeds, and fine-tuned minus head-only (points)\n\n{HEADER}")
     for name in dict.fromkeys((args.apply_to, args.choose_on)):
         means = {}
@@ -366,7 +366,7 @@ def run_protocol(args: argparse.Namespace, converted: Path, scratch: Path) -> tu
     runs: list[dict[str, Any]] = []
 
     def record(name: str, seed: int, variant: str, figs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-        run = {"set": name, "seed": seed, "variant": variant, "figures": figs, "final": True, **extra}
+        run = {"set": name, "seed": seed, "variant": variant, "label": variant, "figures": figs, "final": True, **extra}
         runs.append(run)
         print(line(name, seed, variant, figs, run.get("training")), flush=True)
         return run
