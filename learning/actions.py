@@ -20,13 +20,20 @@ from learning.turns import (
     refresh_turns,
     split_for,
 )
-from learning.versions import LEARNED_ORIGIN, activate_version, learned_examples_of, sync_learned_examples
+from learning.versions import (
+    LEARNED_ORIGIN,
+    VersionUnavailable,
+    activate_version,
+    learned_examples_of,
+    sync_learned_examples,
+)
 
 __all__ = [
     "LEARNED_ORIGIN",
     "Customer",
     "Erasure",
     "LearningError",
+    "VersionUnavailable",
     "activate_version",
     "confirm_turn",
     "customer_hash",

@@ -384,6 +384,10 @@ class LearningRoutingVersionAdmin(RoutingVersionAdmin):
             self.message_user(request, "Pick exactly one version.", messages.ERROR)
             return
         version = queryset.get()
-        actions.activate_version(version, request.user)  # type: ignore[arg-type]
+        try:
+            actions.activate_version(version, request.user)  # type: ignore[arg-type]
+        except actions.VersionUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         self.log_change(request, version, "Activated")
         self.message_user(request, f"{version} is live from the next message.", messages.SUCCESS)

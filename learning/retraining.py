@@ -357,7 +357,7 @@ class Runner:
         model = _model_of(candidate)
         after = {s.name: evaluate(kb, model, s.queries, self.shadow) for s in sets}
         job.metrics["candidate"] = after
-        decision = decide(baseline, after)
+        decision = decide(baseline, after, require_evidence=candidate.encoder != kb.encoder)
         promote, reasons, warnings = decision.promote, decision.reasons, unmeasured(baseline)
         job.metrics["gate"] = {
             "promote": promote,

@@ -46,12 +46,25 @@ def sync_learned_examples(kb: KnowledgeBase, desired: Iterable[tuple[str, int | 
     return len(added), len(stale)
 
 
+class VersionUnavailable(Exception):
+    """The version cannot go live on this machine (its encoder file is gone)."""
+
+
 def activate_version(version: RoutingVersion, user: User | None = None) -> None:
-    """Promote or roll back: the index gets the version's learned phrasings, then the version goes live.
+    """Promote or roll back: the index gets the version's learned phrasings, then the version goes live (with its
+    encoder's index, if it has its own: ``routing.activate_version``).
 
     The chat reads the active version per message, so the switch needs no restart.
     """
     from knowledge import routing
+    from knowledge.embeddings import spec_path
+
+    path = spec_path(version.encoder)
+    if path is not None and not path.is_file():
+        raise VersionUnavailable(
+            f"v{version.number}'s encoder file {path.name} is not on this machine (a refused candidate's is deleted): "
+            "it cannot be made live"
+        )
 
     sync_learned_examples(version.knowledge_base, learned_examples_of(version))
     routing.activate_version(version)

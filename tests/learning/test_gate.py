@@ -42,6 +42,22 @@ def test_a_candidate_that_resolves_more_with_one_wrong_answer_more_on_a_small_ho
     ]
 
 
+def test_a_candidate_with_a_new_encoder_must_be_shown_better_not_just_no_worse():
+    live = "MMMMMRRRRRRRRREEEEEE"  # 20 held-out questions
+    small_gain = "RRRMMRRRRRRRRWEEEEEE"  # 2 more resolved (3 gained, 1 lost: p=0.31), 1 wrong answer more
+    clear_gain = "RRRRRRRRRRRRRREEEEEE"  # 5 more resolved (p=0.031)
+    before = {"holdout": figures(live)}
+
+    assert gate.decide(before, {"holdout": figures(small_gain)}).promote  # the same candidate, same encoder
+    refused = gate.decide(before, {"holdout": figures(small_gain)}, require_evidence=True)
+    assert not refused.promote
+    assert refused.reasons == [
+        "holdout: a new encoder must be shown better, and is not: resolves 11 vs 9 of 20 questions (p=0.31), "
+        "wrong answers 1 vs 0 (p=1)"
+    ]
+    assert gate.decide(before, {"holdout": figures(clear_gain)}, require_evidence=True).promote
+
+
 def test_a_candidate_with_significantly_more_wrong_answers_is_refused():
     live = "MMMMMMRRRRRREEEEEE"
     candidate = "WWWWWRRRRRRRAAEEEE"  # 5 wrong answers and 2 uncovered answered where the live version had none
