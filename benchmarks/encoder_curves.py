@@ -91,17 +91,15 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     django.setup()  # for the index's sentence splitter; no database is touched
     import torch
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     from knowledge.encoder.convert import PASSAGE_PREFIX, QUERY_PREFIX, load
-    from knowledge.encoder.grid import bake_engine_grid, freeze_word_embeddings, train_on_engine_grid
-    from knowledge.encoder.pairs import Pair, batches, faq_pairs, nearest_entries
+    from knowledge.encoder.grid import fine_tune
+    from knowledge.encoder.pairs import Pair, faq_pairs, nearest_entries
     from knowledge.encoder.quantise import quantise
     from knowledge.index import answer_sentences
 
     threads = int(spec["threads"])
     torch.set_num_threads(threads)
-    torch.manual_seed(int(spec["seed"]))
     faq = read_jsonl(SHARED_DATA / spec["set"] / "faq.jsonl")
     by_id = {row["id"]: row for row in faq}
     pairs = faq_pairs(faq, answer_sentences)
@@ -123,24 +121,16 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         neighbours = nearest_entries(faq, engine.query, int(spec["hard_negatives"]))
     model = load(spec["converted"], threads)
     model.max_seq_length = int(spec["max_tokens"])
-    freeze_word_embeddings(model)
-    train_on_engine_grid(model)
-    loss = MultipleNegativesRankingLoss(model)
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(spec["lr"]))
-    losses = []
     started = time.perf_counter()
-    model.train()
-    stream = batches(pairs, int(spec["batch"]), int(spec["seed"]), neighbours)
-    for _ in range(int(spec["steps"])):
-        batch, negatives = next(stream)
-        columns = [[p.query for p in batch], [p.passage for p in batch], *([negatives] if negatives else [])]
-        value = loss([model.preprocess(texts) for texts in columns], torch.zeros(len(batch)))
-        optimiser.zero_grad()
-        value.backward()
-        optimiser.step()
-        losses.append(round(float(value.item()), 4))
-    model.eval()
-    bake_engine_grid(model)
+    losses = fine_tune(
+        model,
+        pairs,
+        steps=int(spec["steps"]),
+        lr=float(spec["lr"]),
+        batch=int(spec["batch"]),
+        seed=int(spec["seed"]),
+        neighbours=neighbours,
+    )
     seconds = time.perf_counter() - started
     quantise(model, spec["out"])
     return {

