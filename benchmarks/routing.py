@@ -8,8 +8,9 @@ one-line FAQ entries (their vectors cached after the first run). Decisions are m
 clinc150 validation queries through knowledge.routing.route, the function the chat calls.
 
 ``--encoder``: the knowledge base's active version has this (fine-tuned) encoder, as after a promotion: its index is
-built with it, and each message is embedded twice, by the deployment's encoder for the risk-and-intent stage and by
-this one for retrieval. Decisions are measured with and without it in the same run.
+built with it, and each message is embedded once, by this encoder, for the risk-and-intent stage and retrieval alike
+(the stage's phrase bank is embedded by it once per process). Decisions are measured with and without it in the
+same run.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@
 - ``sentence-transformers:/path/to/model``: any sentence-transformers model on local disk.
 
 A knowledge base whose active routing version was trained with a fine-tuned encoder (``KnowledgeBase.encoder``) has
-its index and its messages' retrieval vectors from that one (``encoder_for``); the risk-and-intent stage always
-uses the deployment's.
+its index and its messages' vectors from that one (``encoder_for``), for the risk-and-intent stage as well as for
+retrieval (one embedding per message); the retraining gate checks that stage under the new encoder first.
 
 Models are never loaded by hub name: nothing may be downloaded at run time. Vectors are
 L2-normalised float32, so cosine similarity is a dot product. The result is wrapped as a LangChain

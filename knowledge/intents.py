@@ -25,9 +25,11 @@ is a case for a person (asks for one, demands compensation, exercises a named da
 lawyer or a regulator, reports charges or logins that are not the customer's, reports smoke, fire or a
 shock, or speaks of self-harm).
 
-Bank vectors are computed once per process. ``data/intents/bank_vectors.npy`` holds them precomputed
-for the bundled model (float16), valid while the bank's text and the model name match
-``neighbours.json``; otherwise they are embedded through the encoder (whose on-disk cache keeps them).
+Bank vectors are computed once per process and encoder: a knowledge base with a fine-tuned encoder runs the
+stage in that encoder's space, and the retraining gate checks it there first (``held_out_figures``).
+``data/intents/bank_vectors.npy`` holds them precomputed for the bundled model (float16), valid while the bank's
+text and the model name match ``neighbours.json``; otherwise they are embedded through the encoder (whose on-disk
+cache keeps them).
 """
 
 from __future__ import annotations
@@ -190,16 +192,19 @@ def bank_vectors(phrases: Sequence[Phrase], encoder: TextEncoder | None = None) 
     return encoder.embed([p.text for p in phrases], is_query=True)
 
 
-def build_detector(splits: Sequence[str] = ("train", "heldout")) -> NeighbourDetector:
-    """A detector over the bank rows of these splits, with the stored k, votes and margin."""
+def build_detector(
+    splits: Sequence[str] = ("train", "heldout"), encoder: TextEncoder | None = None
+) -> NeighbourDetector:
+    """A detector over the bank rows of these splits, with the stored k, votes and margin, in the space of
+    ``encoder`` (default the deployment's)."""
     stored = read_settings()
     phrases = [p for p in load_bank() if p.split in splits]
     settings = NeighbourSettings(stored["k"], stored["min_votes"], stored["margin"])
-    return NeighbourDetector(bank_vectors(phrases), [p.label for p in phrases], settings)
+    return NeighbourDetector(bank_vectors(phrases, encoder), [p.label for p in phrases], settings)
 
 
 _lock = threading.Lock()
-_detector: NeighbourDetector | None = None
+_detectors: dict[str, NeighbourDetector] = {}
 _language_means: dict[str, dict[str, np.ndarray]] = {}
 
 
@@ -223,19 +228,23 @@ def language_means(encoder: TextEncoder | None = None) -> dict[str, np.ndarray]:
         return _language_means[encoder.name]
 
 
-def neighbour_detector() -> NeighbourDetector:
-    """The production detector (every bank row), built once per process."""
-    global _detector
+def neighbour_detector(encoder: TextEncoder | None = None) -> NeighbourDetector:
+    """The production detector (every bank row) in the space of ``encoder`` (default the deployment's), built once
+    per process and encoder."""
+    from knowledge.embeddings import get_encoder
+
+    encoder = encoder or get_encoder()
     with _lock:
-        if _detector is None:
-            _detector = build_detector()
-        return _detector
+        if encoder.name not in _detectors:
+            _detectors[encoder.name] = build_detector(encoder=encoder)
+        return _detectors[encoder.name]
 
 
-def detect(text: str, vector: np.ndarray | None = None) -> IntentMatch | None:
+def detect(text: str, vector: np.ndarray | None = None, encoder: TextEncoder | None = None) -> IntentMatch | None:
     """Does this message go to a person before retrieval, and why? None: let retrieval decide.
 
-    ``vector`` is the e5 query embedding of ``text`` when the caller already has it (route() does).
+    ``vector`` is the query embedding of ``text`` by ``encoder`` (default the deployment's) when the caller already
+    has it: route() embeds a message once, with the knowledge base's encoder, for this stage and for retrieval.
     """
     reason = reason_by_rule(text)
     if reason is not None:
@@ -245,18 +254,55 @@ def detect(text: str, vector: np.ndarray | None = None) -> IntentMatch | None:
     if vector is None:
         from knowledge.embeddings import get_encoder
 
-        vector = get_encoder().embed([text], is_query=True)[0]
-    return neighbour_detector().classify(vector)
+        vector = (encoder or get_encoder()).embed([text], is_query=True)[0]
+    return neighbour_detector(encoder).classify(vector)
 
 
-def detect_many(texts: Sequence[str]) -> list[IntentMatch | None]:
+def detect_many(texts: Sequence[str], encoder: TextEncoder | None = None) -> list[IntentMatch | None]:
     """``detect`` for many messages, embedded in one batch through the vector cache (evaluation, calibration)."""
     from knowledge.embeddings import get_encoder
 
     if not texts:
         return []
-    vectors = get_encoder().embed(list(texts), is_query=True)
-    return [detect(text, vector) for text, vector in zip(texts, vectors, strict=True)]
+    encoder = encoder or get_encoder()
+    vectors = encoder.embed(list(texts), is_query=True)
+    return [detect(text, vector, encoder) for text, vector in zip(texts, vectors, strict=True)]
+
+
+@dataclass(frozen=True)
+class HeldOutFigures:
+    """The stage on the bank's held-out split (rules, then neighbours built from the train split alone)."""
+
+    caught: dict[str, int]  # class -> held-out phrases of that class handed over with that reason
+    positives: dict[str, int]  # class -> held-out phrases of that class
+    near_misses_flagged: int  # held-out near-miss (ordinary) questions handed over for any reason
+    near_misses: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "caught": self.caught,
+            "positives": self.positives,
+            "near_misses_flagged": self.near_misses_flagged,
+            "near_misses": self.near_misses,
+        }
+
+
+def held_out_figures(encoder: TextEncoder | None = None) -> HeldOutFigures:
+    """How the stage does on the bank's held-out split in the space of ``encoder``: what a new encoder must keep."""
+    held = [p for p in load_bank() if p.split == "heldout"]
+    detector = build_detector(splits=("train",), encoder=encoder)
+    found = detector.classify_many(bank_vectors(held, encoder))
+    caught = {str(reason): 0 for reason in DETECTED}
+    positives = {str(reason): 0 for reason in DETECTED}
+    flagged = 0
+    for phrase, match in zip(held, found, strict=True):
+        reason = reason_by_rule(phrase.text) or (match.reason if match else None)
+        if phrase.label is None:
+            flagged += reason is not None
+            continue
+        positives[str(phrase.label)] += 1
+        caught[str(phrase.label)] += reason == phrase.label
+    return HeldOutFigures(caught, positives, flagged, sum(1 for p in held if p.label is None))
 
 
 def refit(k: int = 7, min_votes: int = 4) -> dict[str, Any]:
@@ -281,7 +327,6 @@ def refit(k: int = 7, min_votes: int = 4) -> dict[str, Any]:
     }
     np.save(VECTORS_PATH, vectors.astype(np.float16))
     SETTINGS_PATH.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
-    global _detector
     with _lock:
-        _detector = None
+        _detectors.clear()
     return stored

@@ -22,7 +22,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from knowledge import index, intents
-from knowledge.embeddings import TextEncoder, get_encoder
+from knowledge.embeddings import TextEncoder
 from knowledge.language import detect_language
 from knowledge.models import Entry, Example, KnowledgeBase, RoutingVersion
 from knowledge.routing_model import FloatArray, RoutingModel, Scored
@@ -210,18 +210,17 @@ def score_texts(
 def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> Decision:
     """Decide one message: hand over (a request for a person, a risk), answer from an entry, or offer choices."""
     started = time.perf_counter()
-    deployment = get_encoder()
-    vector = deployment.embed([text], is_query=True)[0]
+    # one embedding, by the knowledge base's encoder, serves both stages (a fine-tuned encoder's risk stage is
+    # checked by the retraining gate before it goes live)
+    encoder = index.encoder_of(kb)
+    vector = encoder.embed([text], is_query=True)[0]
     # the risk-and-intent stage comes first: a request for a person or a risk is never answered from an entry
-    match = intents.detect(text, vector)
+    match = intents.detect(text, vector, encoder)
     if match is not None:
         return Decision(Outcome.HANDOVER, 0.0, reason=match.reason, latency_ms=(time.perf_counter() - started) * 1000)
     version: int | None = None
     if model is None:
         version, model = active_model(kb)
-    encoder = index.encoder_of(kb)
-    if encoder is not deployment:  # a fine-tuned encoder: the intent stage keeps the deployment's, retrieval its own
-        vector = encoder.embed([text], is_query=True)[0]
     vector = aligned(model, text, vector, encoder)
     scored = model.score(vector, index.search(kb, vector, SEARCH_K), text)
     entries = Entry.objects.in_bulk([int(eid) for eid, _ in scored.candidates[: settings.RETRIEVAL_K]])
@@ -310,7 +309,7 @@ def calibrate_model(
 
     ``leave_self_out``: some queries are also learned phrasings; ``shadow``: another encoder's index (``score_texts``).
     """
-    caught = intents.detect_many([text for text, _ in labelled])
+    caught = intents.detect_many([text for text, _ in labelled], shadow.encoder if shadow else index.encoder_of(kb))
     rows = [(text, entry) for (text, entry), match in zip(labelled, caught, strict=True) if match is None]
     scored = score_texts(kb, model, [text for text, _ in rows], leave_self_out=leave_self_out, shadow=shadow)
     labels = [str(entry.pk) if entry is not None else None for _, entry in rows]

