@@ -91,10 +91,16 @@ def collection_for(kb: KnowledgeBase) -> Collection:
     return get_collection(kb.collection_name, {"embedding_model": encoder.name})
 
 
-def _upsert(kb: KnowledgeBase, items: Sequence[tuple[int, IndexText]]) -> None:
-    """Embed and store ``(entry_id, text)`` pairs, in batches, each role embedded with its prefix."""
+def _upsert(kb: KnowledgeBase, items: Sequence[tuple[int, IndexText]], follow: bool = True) -> None:
+    """Embed and store ``(entry_id, text)`` pairs, in batches, each role embedded with its prefix.
+
+    ``follow``: into the collection the database names now (another process may have switched it since ``kb`` was
+    read); False for a collection being built (``build``), which the database does not name yet.
+    """
     if not items:
         return
+    if follow:
+        _index_revision(kb)
     encoder = encoder_for(kb)
     collection = collection_for(kb)
     for start in range(0, len(items), BATCH):
@@ -122,21 +128,25 @@ def _embed(encoder: TextEncoder, texts: Sequence[IndexText]) -> np.ndarray:
     return vectors
 
 
-def _everything(kb: KnowledgeBase) -> tuple[list[Entry], list[tuple[int, IndexText]]]:
-    """The answerable entries, and every text the index holds for them and for the labelled examples."""
+def _everything(kb: KnowledgeBase) -> tuple[list[Entry], list[Example], list[tuple[int, IndexText]]]:
+    """The answerable entries, their labelled examples, and every text the index holds for them."""
     entries = list(Entry.objects.filter(knowledge_base=kb).answerable())
+    examples = list(Example.objects.filter(knowledge_base=kb, entry__isnull=False, entry__in=[e.pk for e in entries]))
     items = [(entry.pk, text) for entry in entries for text in texts_for_entry(entry)]
-    examples = Example.objects.filter(knowledge_base=kb, entry__isnull=False, entry__in=[e.pk for e in entries])
     items += [(int(ex.entry_id), text_for_example(ex)) for ex in examples if ex.entry_id is not None]
-    return entries, items
+    return entries, examples, items
 
 
 def index_entries(kb: KnowledgeBase, entries: Iterable[Entry]) -> int:
-    """(Re)index these entries; disabled or draft ones are removed from the index instead."""
+    """(Re)index these entries with their learned phrasings; disabled or draft ones are removed from the index
+    instead. (Editing an answer once dropped its entry's phrasings from the index until the next retraining.)"""
     entries = list(entries)
     remove_entries(kb, [e.pk for e in entries])
     live = [e for e in entries if e.enabled and e.status == Entry.Status.PUBLISHED]
-    _upsert(kb, [(entry.pk, text) for entry in live for text in texts_for_entry(entry)])
+    items = [(entry.pk, text) for entry in live for text in texts_for_entry(entry)]
+    phrasings = Example.objects.filter(knowledge_base=kb, entry__in=[entry.pk for entry in live])
+    items += [(int(ex.entry_id), text_for_example(ex)) for ex in phrasings if ex.entry_id is not None]
+    _upsert(kb, items)
     with transaction.atomic():
         for entry in entries:
             Entry.objects.filter(pk=entry.pk).update(indexed_hash=entry.content_hash)
@@ -151,6 +161,7 @@ def index_examples(kb: KnowledgeBase, examples: Iterable[Example]) -> None:
 def remove_entries(kb: KnowledgeBase, entry_ids: Sequence[int]) -> None:
     if not entry_ids:
         return
+    _index_revision(kb)  # the collection in use now (see _upsert)
     collection = collection_for(kb)
     for start in range(0, len(entry_ids), 500):
         where: Any = {"entry_id": {"$in": list(entry_ids[start : start + 500])}}
@@ -160,6 +171,7 @@ def remove_entries(kb: KnowledgeBase, entry_ids: Sequence[int]) -> None:
 
 def remove_examples(kb: KnowledgeBase, example_ids: Sequence[int]) -> None:
     if example_ids:
+        _index_revision(kb)
         collection_for(kb).delete(ids=[f"x{pk}" for pk in example_ids])
         _touch(kb)
 
@@ -172,7 +184,8 @@ class Built:
     model: str  # the encoder's name (``KnowledgeBase.index_embedding_model``)
     generation: int
     replaces: str  # the collection in use while it was built ("" if none)
-    entries: list[Entry]
+    entries: list[Entry]  # as they were read for it
+    examples: frozenset[int] = frozenset()  # the learned phrasings indexed in it
 
 
 def build(kb: KnowledgeBase, spec: str) -> Built:
@@ -183,11 +196,10 @@ def build(kb: KnowledgeBase, spec: str) -> Built:
     target.encoder, target.index_embedding_model = spec, encoder.name
     target.index_generation = kb.index_generation + 1
     logger.info("building index", extra={"kb": kb.slug, "model": encoder.name, "collection": target.collection_name})
-    entries, items = _everything(kb)
-    _upsert(target, items)
-    return Built(
-        spec, encoder.name, target.index_generation, kb.collection_name if kb.index_embedding_model else "", entries
-    )
+    entries, examples, items = _everything(kb)
+    _upsert(target, items, follow=False)
+    replaces = kb.collection_name if kb.index_embedding_model else ""
+    return Built(spec, encoder.name, target.index_generation, replaces, entries, frozenset(ex.pk for ex in examples))
 
 
 def switch(kb: KnowledgeBase, built: Built) -> None:
@@ -202,11 +214,37 @@ def switch(kb: KnowledgeBase, built: Built) -> None:
 
 
 def retire(kb: KnowledgeBase, built: Built) -> None:
-    """After ``switch`` committed: the entries are marked indexed, and the replaced collection is dropped."""
+    """After ``switch`` committed: the entries are marked indexed, what other processes wrote while it was built is
+    written again (``_catch_up``), and the replaced collection is dropped."""
     for entry in built.entries:
         Entry.objects.filter(pk=entry.pk).update(indexed_hash=entry.content_hash)
+    _catch_up(kb, built)
     if built.replaces and built.replaces != kb.collection_name:
         delete_collection(built.replaces)
+
+
+def _catch_up(kb: KnowledgeBase, built: Built) -> None:
+    """Entries and learned phrasings that changed while ``built`` was being built (a source sync, an edit in the
+    admin, in another process) were written to the collection it replaces: (re)index them in the new one. A write
+    still in flight at the switch follows it by itself (``_upsert``)."""
+    read = {entry.pk: (entry.content_hash, entry.enabled, entry.status) for entry in built.entries}
+    now = Entry.objects.filter(knowledge_base=kb).values_list("pk", "content_hash", "enabled", "status")
+    changed = {pk for pk, *state in now if read.get(pk, (None, False, None)) != tuple(state)}
+    gone = set(read) - set(Entry.objects.filter(knowledge_base=kb, pk__in=list(read)).values_list("pk", flat=True))
+    if gone:
+        remove_entries(kb, sorted(gone))
+    if changed:
+        index_entries(kb, Entry.objects.filter(pk__in=sorted(changed)))
+    current = dict(
+        Example.objects.filter(
+            knowledge_base=kb, entry__enabled=True, entry__status=Entry.Status.PUBLISHED
+        ).values_list("pk", "entry_id")
+    )
+    learned = [pk for pk, entry_id in current.items() if pk not in built.examples and entry_id not in changed]
+    if learned:  # (the changed entries' phrasings came with them)
+        index_examples(kb, Example.objects.filter(pk__in=learned))
+    if built.examples - set(current):
+        remove_examples(kb, sorted(built.examples - set(current)))
 
 
 def rebuild(kb: KnowledgeBase) -> None:
@@ -335,7 +373,7 @@ class Shadow:
 
 def shadow(kb: KnowledgeBase, spec: str) -> Shadow:
     encoder = encoder_named(spec) if spec else get_encoder()
-    _, items = _everything(kb)
+    _, _, items = _everything(kb)
     matrix = _embed(encoder, [text for _, text in items]) if items else np.zeros((0, 0), dtype=np.float32)
     kinds = [text.kind for _, text in items]
     snapshot = _Snapshot(

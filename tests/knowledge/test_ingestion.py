@@ -6,7 +6,7 @@ import pytest
 
 from knowledge import index
 from knowledge.actions import set_entry_enabled, sync_source
-from knowledge.models import Entry, Source
+from knowledge.models import Entry, Example, KnowledgeBase, Source
 from knowledge.routing import route
 from knowledge.vocabulary import HandoverReason
 
@@ -17,6 +17,7 @@ FAQ = [
     {"id": "return", "question": "How do I return a product?", "answer": "Start a return from My orders."},
     {"id": "hours", "question": "When is customer service open?", "answer": "Monday to Friday, 9:00 to 18:00."},
 ]
+EXTRA = {"id": "gift", "question": "Do you sell gift cards?", "answer": "Yes, from 10 to 200 euros, in any shop."}
 
 
 def _indexed_ids(kb) -> set[str]:
@@ -178,6 +179,41 @@ def test_changing_the_embedding_model_rebuilds_a_clean_index(kb, write_faq, inge
     from knowledge.vectorstore import get_client
 
     assert old_collection not in {c.name for c in get_client().list_collections()}
+
+
+def test_what_another_process_writes_while_a_new_index_is_built_is_not_lost_at_the_switch(kb, write_faq, ingest):
+    path = write_faq(FAQ)
+    source, _ = ingest(path)
+    elsewhere = KnowledgeBase.objects.get(pk=kb.pk)  # another process (a sync, the admin), reading before the build
+    built = index.build(kb, "")  # a new collection, as promotion or a model change builds it
+
+    # meanwhile, in the other process: an answer is edited, an entry added, one disabled, a phrasing learned
+    ingest(write_faq([{**FAQ[0], "answer": "Shipping is free from 30 euros."}, *FAQ[1:], EXTRA]))
+    set_entry_enabled(Entry.objects.get(source=source, key="hours"), False)
+    phrasing = Example.objects.create(
+        knowledge_base=kb, entry=Entry.objects.get(source=source, key="return"), text="can I send it back?"
+    )
+    index.index_examples(elsewhere, [phrasing])
+
+    index.switch(kb, built)
+    index.retire(kb, built)
+    late = Entry.objects.get(source=source, key="return")  # a write in flight at the switch follows it
+    late.answer += " Refunds take 5 days."
+    late.content_hash = late.compute_hash()
+    late.save()
+    index.index_entries(elsewhere, [late])
+
+    kb.refresh_from_db()
+    assert elsewhere.collection_name == kb.collection_name
+    stored = index.collection_for(kb).get(include=["documents", "metadatas"])
+    entries = {m["entry_id"] for m in stored["metadatas"]}
+    texts = " ".join(stored["documents"])
+    assert entries == set(Entry.objects.filter(source=source).answerable().values_list("pk", flat=True))
+    assert "free from 30 euros" in texts
+    assert "4.95" not in texts
+    assert "Refunds take 5 days" in texts
+    assert f"x{phrasing.pk}" in stored["ids"]  # also after its entry was re-indexed (an edit keeps its phrasings)
+    assert route(kb, "Do you sell gift cards?").entry.key == "gift"
 
 
 def test_ingestion_as_a_celery_task_records_progress(kb, write_faq, celery_eager):
