@@ -78,27 +78,34 @@ def _answered(turn: Turn, expected: str) -> bool:
 
 
 class ConnectionWatch(threading.Thread):
-    """The most connections to the database seen at once, sampled from pg_stat_activity."""
+    """The most connections to the database seen at once, sampled from pg_stat_activity, and what they were then
+    (pid, client port, backend start, state, last query), so that a failure says where an extra one came from."""
 
     def __init__(self, server_url: str, database: str) -> None:
         super().__init__(daemon=True)
         self.server_url, self.database, self.most = server_url, database, 0
+        self.at_most: list[tuple[object, ...]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         with psycopg.connect(self.server_url, autocommit=True) as connection:
             while not self.done.wait(0.05):
-                row = connection.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,)
-                ).fetchone()
-                self.most = max(self.most, int(row[0]) if row else 0)
+                rows = connection.execute(
+                    "SELECT pid, client_port, backend_start, state, left(query, 80) FROM pg_stat_activity "
+                    "WHERE datname = %s",
+                    (self.database,),
+                ).fetchall()
+                if len(rows) > self.most:
+                    self.most, self.at_most = len(rows), rows
 
 
-def _watching(server_url: str, database: str, work: Callable[[], list[str]]) -> tuple[list[str], int]:
+def _watching(
+    server_url: str, database: str, work: Callable[[], list[str]]
+) -> tuple[list[str], int, list[tuple[object, ...]]]:
     watch = ConnectionWatch(server_url, database)
     watch.start()
     try:
-        return work(), watch.most
+        return work(), watch.most, watch.at_most
     finally:
         watch.done.set()
         watch.join()
@@ -112,9 +119,9 @@ def test_bounded_connections_and_a_database_restart_without_a_web_restart(tmp_pa
     manage(env, "ingest", str(TINY_FAQ), "--kb", "shop")
 
     with uvicorn(env, tmp_path / "web.log") as base:
-        problems, most = _watching(postgres_url, database, lambda: _answers(base, customers=12))
+        problems, most, connections = _watching(postgres_url, database, lambda: _answers(base, customers=12))
         assert problems == []
-        assert 1 <= most <= POOL  # twelve customers at once, never more connections than the pool holds
+        assert 1 <= most <= POOL, connections  # twelve customers at once, never more connections than the pool holds
 
         _restart(postgres_url)  # every pooled connection is now dead
 
