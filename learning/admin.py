@@ -385,9 +385,32 @@ class LearningRoutingVersionAdmin(RoutingVersionAdmin):
             return
         version = queryset.get()
         try:
+            if actions.needs_new_index(version):
+                actions.check_available(version)
+                self._activate_in_worker(request, version)
+                return
             actions.activate_version(version, request.user)  # type: ignore[arg-type]
         except actions.VersionUnavailable as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.log_change(request, version, "Activated")
         self.message_user(request, f"{version} is live from the next message.", messages.SUCCESS)
+
+    def _activate_in_worker(self, request: HttpRequest, version: RoutingVersion) -> None:
+        """Another encoder: its whole index is built first, by a worker, while the live version keeps serving."""
+        from learning.tasks import activate_version_task
+
+        try:
+            activate_version_task.delay(version.pk, request.user.pk)
+        except Exception as exc:  # a broker outage: nothing changed
+            self.message_user(
+                request, f"Could not reach the task queue ({type(exc).__name__}); nothing changed.", messages.ERROR
+            )
+            return
+        self.log_change(request, version, "Activation queued (index build)")
+        self.message_user(
+            request,
+            f"{version} uses another encoder: a worker is building its index while the live version keeps serving. "
+            "It goes live when the index is complete; this list shows it then.",
+            messages.SUCCESS,
+        )

@@ -13,7 +13,7 @@ from celery import shared_task
 from django.db.utils import OperationalError
 
 from chat.models import Message
-from knowledge.models import KnowledgeBase
+from knowledge.models import KnowledgeBase, RoutingVersion
 from learning.models import RetrainingJob
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,24 @@ def log_turn(message_id: int) -> None:
         logger.info("message gone before it was logged", extra={"message_id": message_id})
         return
     log_reply(reply)
+
+
+@shared_task(ignore_result=True, acks_late=False, soft_time_limit=3600, time_limit=3660)
+def activate_version_task(version_id: int, user_id: int | None = None) -> None:
+    """Make a routing version live whose encoder's index must be built first (ops' "Make this version live" on a
+    version with another encoder). Acknowledged on receipt, like a job: ops can ask again."""
+    from django.contrib.auth.models import User
+
+    from learning.actions import VersionUnavailable, activate_version
+
+    version = RoutingVersion.objects.select_related("knowledge_base").filter(pk=version_id).first()
+    if version is None:
+        logger.info("routing version gone before it went live", extra={"version": version_id})
+        return
+    try:
+        activate_version(version, User.objects.filter(pk=user_id).first() if user_id else None)
+    except VersionUnavailable:
+        logger.exception("routing version cannot go live", extra={"version": version_id})
 
 
 @shared_task(ignore_result=True, acks_late=False)

@@ -50,13 +50,8 @@ class VersionUnavailable(Exception):
     """The version cannot go live on this machine (its encoder file is gone)."""
 
 
-def activate_version(version: RoutingVersion, user: User | None = None) -> None:
-    """Promote or roll back: the index gets the version's learned phrasings, then the version goes live (with its
-    encoder's index, if it has its own: ``routing.activate_version``).
-
-    The chat reads the active version per message, so the switch needs no restart.
-    """
-    from knowledge import routing
+def check_available(version: RoutingVersion) -> None:
+    """Raise VersionUnavailable if ``version`` cannot go live here."""
     from knowledge.embeddings import spec_path
 
     path = spec_path(version.encoder)
@@ -66,6 +61,26 @@ def activate_version(version: RoutingVersion, user: User | None = None) -> None:
             "it cannot be made live"
         )
 
+
+def needs_new_index(version: RoutingVersion) -> bool:
+    """Making ``version`` live first builds a whole index with its encoder (minutes for a large knowledge base):
+    it uses another encoder than the knowledge base does now."""
+    from knowledge import index
+
+    kb = version.knowledge_base
+    index.encoder_of(kb)  # kb.encoder as the database has it now
+    return version.encoder != kb.encoder
+
+
+def activate_version(version: RoutingVersion, user: User | None = None) -> None:
+    """Promote or roll back: the index gets the version's learned phrasings, then the version goes live (with its
+    encoder's index, if it has its own: ``routing.activate_version``).
+
+    The chat reads the active version per message, so the switch needs no restart.
+    """
+    from knowledge import routing
+
+    check_available(version)
     sync_learned_examples(version.knowledge_base, learned_examples_of(version))
     routing.activate_version(version)
     logger.info(

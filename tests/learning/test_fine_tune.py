@@ -216,3 +216,32 @@ def test_without_enough_confirmed_examples_the_encoder_is_kept(kb, fine_tuning):
     assert "encoder not fine-tuned" in job.log
     assert job.candidate is not None
     assert job.candidate.encoder == ""
+
+
+def test_making_a_version_with_another_encoder_live_from_the_admin_builds_its_index_in_a_worker(
+    kb, other_encoder, ops_client, celery_eager, monkeypatch
+):
+    from django.urls import reverse
+
+    from learning import tasks
+
+    v1 = baseline(kb)
+    v2 = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=other_encoder)
+    queued: list[tuple] = []
+    real_delay = tasks.activate_version_task.delay
+    monkeypatch.setattr(tasks.activate_version_task, "delay", lambda *args: queued.append(args) or real_delay(*args))
+    url = reverse("admin:knowledge_routingversion_changelist")
+
+    page = ops_client.post(url, {"action": "make_active", "_selected_action": [v2.pk]}, follow=True).content.decode()
+
+    assert "a worker is building its index while the live version keeps serving" in page
+    assert len(queued) == 1  # the web request only queued it; the (eager) worker made it live
+    kb.refresh_from_db()
+    assert kb.encoder == other_encoder
+    assert routing.active_model(kb)[0] == v2.number
+
+    page = ops_client.post(url, {"action": "make_active", "_selected_action": [v1.pk]}, follow=True).content.decode()
+    assert "building its index" in page  # back to the bundled encoder: its index is built again, by the worker
+    kb.refresh_from_db()
+    assert kb.encoder == ""
+    assert routing.active_model(kb)[0] == v1.number
