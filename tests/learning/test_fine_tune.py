@@ -229,7 +229,12 @@ def test_making_a_version_with_another_encoder_live_from_the_admin_builds_its_in
     v2 = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=other_encoder)
     queued: list[tuple] = []
     real_delay = tasks.activate_version_task.delay
-    monkeypatch.setattr(tasks.activate_version_task, "delay", lambda *args: queued.append(args) or real_delay(*args))
+
+    def delay(*args):
+        queued.append(args)
+        return real_delay(*args)
+
+    monkeypatch.setattr(tasks.activate_version_task, "delay", delay)
     url = reverse("admin:knowledge_routingversion_changelist")
 
     page = ops_client.post(url, {"action": "make_active", "_selected_action": [v2.pk]}, follow=True).content.decode()
