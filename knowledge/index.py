@@ -384,21 +384,37 @@ def shadow(kb: KnowledgeBase, spec: str) -> Shadow:
 
 def encoder_of(kb: KnowledgeBase) -> TextEncoder:
     """The encoder ``kb``'s index uses now (read from the database: another process may have switched it)."""
-    _index_revision(kb)
-    return encoder_for(kb)
+    return current(kb).encoder
 
 
-def search(kb: KnowledgeBase, vector: np.ndarray, k: int, shadow: Shadow | None = None) -> list[Hit]:
+@dataclass(frozen=True)
+class Current:
+    """The index as the database names it at one moment: a message is embedded by this encoder and searched in this
+    revision (one read per message, so a switch by another process cannot fall between the two)."""
+
+    encoder: TextEncoder
+    revision: tuple[str, int, int]
+
+
+def current(kb: KnowledgeBase) -> Current:
+    revision = _index_revision(kb)
+    return Current(encoder_for(kb), revision)
+
+
+def search(
+    kb: KnowledgeBase, vector: np.ndarray, k: int, shadow: Shadow | None = None, at: Current | None = None
+) -> list[Hit]:
     """The ``k`` nearest indexed texts to ``vector``, best first: exact up to EXACT_SEARCH_MAX vectors.
 
     Exact search returns the ``k`` nearest by plain cosine together with the ``k`` nearest by centred cosine
     (``_centre``; the scorer ranks entries by it), ordered by plain cosine, each hit carrying both. The calibrator's
     features are computed over the plain-cosine neighbourhood: computed over the centred top ``k`` alone, they lost
     10 points of auto-resolution on soportemax dev (cross-validated).
+    ``at``: the index as ``current`` read it when ``vector`` was embedded (else it is read now).
     """
     if shadow is not None:
         return _exact(shadow.snapshot, vector, k)
-    revision = _index_revision(kb)
+    revision = at.revision if at is not None else _index_revision(kb)
     if kb.index_embedding_model != encoder_for(kb).name:
         rebuild(kb)  # never search vectors of another model
         revision = _index_revision(kb)

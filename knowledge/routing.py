@@ -212,7 +212,8 @@ def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> De
     started = time.perf_counter()
     # one embedding, by the knowledge base's encoder, serves both stages (a fine-tuned encoder's risk stage is
     # checked by the retraining gate before it goes live)
-    encoder = index.encoder_of(kb)
+    at = index.current(kb)
+    encoder = at.encoder
     vector = encoder.embed([text], is_query=True)[0]
     # the risk-and-intent stage comes first: a request for a person or a risk is never answered from an entry
     match = intents.detect(text, vector, encoder)
@@ -222,7 +223,7 @@ def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> De
     if model is None:
         version, model = active_model(kb)
     vector = aligned(model, text, vector, encoder)
-    scored = model.score(vector, index.search(kb, vector, SEARCH_K), text)
+    scored = model.score(vector, index.search(kb, vector, SEARCH_K, at=at), text)
     entries = Entry.objects.in_bulk([int(eid) for eid, _ in scored.candidates[: settings.RETRIEVAL_K]])
     candidates = [
         Candidate(int(eid), entries[int(eid)].question, score)

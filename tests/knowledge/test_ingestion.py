@@ -279,3 +279,16 @@ def test_a_learned_phrasing_can_be_scored_as_if_it_were_not_indexed(kb, write_fa
     seen, unseen = (routing.score_texts(kb, model, [text], leave_self_out=flag)[0] for flag in (False, True))
     assert seen.features["sim"] > unseen.features["sim"]
     assert unseen.entry_id == str(ship.pk)
+
+
+def test_a_message_reads_where_the_index_is_once_and_embeds_and_searches_there(kb, write_faq, ingest):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ingest(write_faq(FAQ))
+    route(kb, "How much is shipping?")  # models and index loaded once per process
+    with CaptureQueriesContext(connection) as queries:
+        decision = route(kb, "How much is shipping?")
+    assert decision.entry is not None
+    reads = [q["sql"] for q in queries.captured_queries if '"index_revision"' in q["sql"] and "SELECT" in q["sql"]]
+    assert len(reads) == 1, reads
