@@ -22,6 +22,7 @@ from learning.turns import (
 )
 from learning.versions import (
     LEARNED_ORIGIN,
+    RetrainingRunning,
     VersionUnavailable,
     activate_version,
     check_available,
@@ -35,6 +36,7 @@ __all__ = [
     "Customer",
     "Erasure",
     "LearningError",
+    "RetrainingRunning",
     "VersionUnavailable",
     "activate_version",
     "check_available",

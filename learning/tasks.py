@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db.utils import OperationalError
 
 from chat.models import Message
@@ -40,13 +40,14 @@ def log_turn(message_id: int) -> None:
     log_reply(reply)
 
 
-@shared_task(ignore_result=True, acks_late=False, soft_time_limit=3600, time_limit=3660)
-def activate_version_task(version_id: int, user_id: int | None = None) -> None:
+@shared_task(bind=True, ignore_result=True, acks_late=False, soft_time_limit=3600, time_limit=3660, max_retries=60)
+def activate_version_task(self: Task, version_id: int, user_id: int | None = None) -> None:
     """Make a routing version live whose encoder's index must be built first (ops' "Make this version live" on a
-    version with another encoder). Acknowledged on receipt, like a job: ops can ask again."""
+    version with another encoder). Acknowledged on receipt, like a job: ops can ask again. Waits (retries every
+    minute, up to an hour) while a retraining job of the knowledge base runs."""
     from django.contrib.auth.models import User
 
-    from learning.actions import VersionUnavailable, activate_version
+    from learning.actions import RetrainingRunning, VersionUnavailable, activate_version
 
     version = RoutingVersion.objects.select_related("knowledge_base").filter(pk=version_id).first()
     if version is None:
@@ -54,6 +55,9 @@ def activate_version_task(version_id: int, user_id: int | None = None) -> None:
         return
     try:
         activate_version(version, User.objects.filter(pk=user_id).first() if user_id else None)
+    except RetrainingRunning as exc:
+        logger.info("routing version waits for a retraining job", extra={"version": version_id})
+        raise self.retry(countdown=60) from exc
     except VersionUnavailable:
         logger.exception("routing version cannot go live", extra={"version": version_id})
 

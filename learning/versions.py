@@ -47,18 +47,31 @@ def sync_learned_examples(kb: KnowledgeBase, desired: Iterable[tuple[str, int | 
 
 
 class VersionUnavailable(Exception):
-    """The version cannot go live on this machine (its encoder file is gone)."""
+    """The version cannot go live on this machine (its encoder file is gone), or not now."""
+
+
+class RetrainingRunning(VersionUnavailable):
+    """A retraining job of the knowledge base is running: it sets the index's phrasings and may promote its own
+    candidate, so a version made live meanwhile could be undone or mixed with it."""
 
 
 def check_available(version: RoutingVersion) -> None:
-    """Raise VersionUnavailable if ``version`` cannot go live here."""
+    """Raise VersionUnavailable if ``version`` cannot go live here, RetrainingRunning if not now."""
     from knowledge.embeddings import spec_path
+    from learning.retraining import fail_stale_jobs
 
     path = spec_path(version.encoder)
     if path is not None and not path.is_file():
         raise VersionUnavailable(
             f"v{version.number}'s encoder file {path.name} is not on this machine (a refused candidate's is deleted): "
             "it cannot be made live"
+        )
+    kb = version.knowledge_base
+    fail_stale_jobs(kb)  # a job whose worker died does not block anything
+    running = RetrainingJob.objects.filter(knowledge_base=kb, status=RetrainingJob.Status.RUNNING).first()
+    if running is not None:
+        raise RetrainingRunning(
+            f"retraining job #{running.pk} is running for {kb.slug}: make v{version.number} live when it has finished"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from knowledge import routing
 from learning.models import RetrainingJob
@@ -47,3 +48,44 @@ def test_a_job_shows_the_candidate_against_the_live_version(ops_client, kb):
     assert "4.0% → 3.0%" in page
     assert "Gate: <strong>promote</strong>" in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page  # escaped
+
+
+def test_no_version_is_made_live_while_a_retraining_job_runs(ops_client, kb):
+    v1 = routing.save_version(kb, routing.untrained_model(kb), {})
+    v2 = routing.save_version(kb, routing.untrained_model(kb), {})
+    from learning import actions
+
+    actions.activate_version(v1)
+    job = RetrainingJob.objects.create(
+        knowledge_base=kb, trigger="admin", status="running", heartbeat_at=timezone.now()
+    )
+    url = reverse("admin:knowledge_routingversion_changelist")
+
+    page = ops_client.post(url, {"action": "make_active", "_selected_action": [v2.pk]}, follow=True).content.decode()
+
+    assert f"Retraining job #{job.pk} is running for {kb.slug}: make v2 live when it has finished" in page
+    assert routing.active_model(kb)[0] == v1.number
+    RetrainingJob.objects.filter(pk=job.pk).update(status="promoted")
+    ops_client.post(url, {"action": "make_active", "_selected_action": [v2.pk]})
+    assert routing.active_model(kb)[0] == v2.number
+
+
+def test_a_queued_activation_waits_for_a_running_retraining_job(kb, monkeypatch):
+    from learning.tasks import activate_version_task
+
+    v1 = routing.save_version(kb, routing.untrained_model(kb), {})
+    RetrainingJob.objects.create(knowledge_base=kb, trigger="admin", status="running", heartbeat_at=timezone.now())
+    retried: list[int] = []
+
+    class Again(Exception):
+        pass
+
+    def retry(countdown: int) -> Exception:
+        retried.append(countdown)
+        return Again()
+
+    monkeypatch.setattr(activate_version_task, "retry", retry)
+    with pytest.raises(Again):
+        activate_version_task.run(v1.pk)
+    assert retried == [60]
+    assert routing.active_model(kb)[0] is None  # nothing went live meanwhile
