@@ -228,9 +228,14 @@ def _catch_up(kb: KnowledgeBase, built: Built) -> None:
     admin, in another process) were written to the collection it replaces: (re)index them in the new one. A write
     still in flight at the switch follows it by itself (``_upsert``)."""
     read = {entry.pk: (entry.content_hash, entry.enabled, entry.status) for entry in built.entries}
-    now = Entry.objects.filter(knowledge_base=kb).values_list("pk", "content_hash", "enabled", "status")
-    changed = {pk for pk, *state in now if read.get(pk, (None, False, None)) != tuple(state)}
-    gone = set(read) - set(Entry.objects.filter(knowledge_base=kb, pk__in=list(read)).values_list("pk", flat=True))
+    now = {
+        pk: (content_hash, enabled, status)
+        for pk, content_hash, enabled, status in Entry.objects.filter(knowledge_base=kb).values_list(
+            "pk", "content_hash", "enabled", "status"
+        )
+    }
+    changed = {pk for pk, state in now.items() if read.get(pk) != state}
+    gone = set(read) - set(now)
     if gone:
         remove_entries(kb, sorted(gone))
     if changed:

@@ -278,14 +278,6 @@ class HeldOutFigures:
     near_misses_flagged: int  # held-out near-miss (ordinary) questions handed over for any reason
     near_misses: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "caught": self.caught,
-            "positives": self.positives,
-            "near_misses_flagged": self.near_misses_flagged,
-            "near_misses": self.near_misses,
-        }
-
 
 def held_out_figures(encoder: TextEncoder | None = None) -> HeldOutFigures:
     """How the stage does on the bank's held-out split in the space of ``encoder``: what a new encoder must keep."""

@@ -21,7 +21,7 @@ import socket
 import threading
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -364,8 +364,8 @@ class Runner:
             from knowledge import intents
 
             risk_stage = (
-                intents.held_out_figures(index.encoder_of(kb)).as_dict(),
-                intents.held_out_figures(self.shadow.encoder).as_dict(),
+                asdict(intents.held_out_figures(index.encoder_of(kb))),
+                asdict(intents.held_out_figures(self.shadow.encoder)),
             )
             job.metrics["risk_stage"] = {"live": risk_stage[0], "candidate": risk_stage[1]}
         decision = decide(baseline, after, require_evidence=candidate.encoder != kb.encoder, risk_stage=risk_stage)
