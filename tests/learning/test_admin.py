@@ -89,3 +89,10 @@ def test_a_queued_activation_waits_for_a_running_retraining_job(kb, monkeypatch)
         activate_version_task.run(v1.pk)
     assert retried == [60]
     assert routing.active_model(kb)[0] is None  # nothing went live meanwhile
+
+
+def test_a_queued_activation_of_a_version_deleted_meanwhile_does_nothing(kb):
+    from learning.tasks import activate_version_task
+
+    activate_version_task.run(987654)  # logged, not raised: ops can ask again
+    assert routing.active_model(kb)[0] is None

@@ -240,3 +240,24 @@ def test_making_a_version_with_another_encoder_live_from_the_admin_builds_its_in
     kb.refresh_from_db()
     assert kb.encoder == ""
     assert routing.active_model(kb)[0] == v1.number
+
+
+def test_when_the_task_queue_is_down_the_admin_says_so_and_nothing_changes(kb, other_encoder, ops_client, monkeypatch):
+    from django.urls import reverse
+
+    from learning import tasks
+
+    v1 = baseline(kb)
+    v2 = routing.save_version(kb, routing.untrained_model(kb), {}, notes="own encoder", encoder=other_encoder)
+
+    def broker_down(*args):
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(tasks.activate_version_task, "delay", broker_down)
+    url = reverse("admin:knowledge_routingversion_changelist")
+    page = ops_client.post(url, {"action": "make_active", "_selected_action": [v2.pk]}, follow=True).content.decode()
+
+    assert "Could not reach the task queue (ConnectionError); nothing changed." in page
+    kb.refresh_from_db()
+    assert kb.encoder == ""
+    assert routing.active_model(kb)[0] == v1.number
