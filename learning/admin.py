@@ -316,6 +316,11 @@ class RetrainingJobAdmin(admin.ModelAdmin):
         if gate.get("confidence"):
             verdict += f" (refuses only when at least {gate['confidence']:.0%} sure the candidate is worse)"
         lines = [*gate.get("reasons", []), *gate.get("evidence", []), *gate.get("warnings", [])]
+        tuned = job.metrics.get("fine_tuned")
+        if tuned:  # the job's first candidate, on a fine-tuned encoder, was refused (see Runner._without_fine_tuning)
+            why = "; ".join((tuned.get("gate") or {}).get("reasons", [])) or "not shown better"
+            first = f"v{tuned['version']} on a fine-tuned encoder was refused first ({why}); "
+            lines.insert(0, first + "this candidate learned the same again on the knowledge base's own encoder")
         notes = format_html_join("", "<li>{}</li>", ((line,) for line in lines))
         return format_html(
             '<table class="ops-figures"><thead><tr><th>set</th><th>questions</th><th>auto-resolution</th>'

@@ -352,6 +352,36 @@ class Runner:
         job.metrics["live"] = baseline
 
         candidate = self._candidate(job, kb)
+        promote = self._judge(candidate, sets, baseline)
+        if not promote and candidate.encoder != kb.encoder:
+            candidate = self._without_fine_tuning(candidate)
+            promote = self._judge(candidate, sets, baseline)
+
+        from learning import exports
+
+        folder = exports.export_dataset(kb, exports.job_folder(job))
+        job.artefacts["export"] = str(folder)
+        self.say(f"training data exported to {folder}", 90, "exports")
+
+        if promote:
+            built = routing.index_for(candidate)  # a new encoder's collection, built while the live one serves
+            if built is not None:
+                self.say(f"index built with v{candidate.number}'s encoder ({built.model})", 95, "switching")
+            with transaction.atomic():
+                routing.activate_version(candidate, built)
+                self.finish(Status.PROMOTED)
+            self.say(f"v{candidate.number} is live")
+        else:
+            actions.sync_learned_examples(kb, actions.learned_examples_of(live_version))
+            if candidate.encoder != kb.encoder:
+                finetune.discard(candidate)
+            self.finish(Status.REFUSED)
+        return job
+
+    def _judge(self, candidate: RoutingVersion, sets: Sequence[EvalSet], baseline: dict[str, Any]) -> bool:
+        """The candidate against the live version on every set (``learning.gate``); the decision and its evidence go
+        to the job's metrics and log. A candidate with its own encoder must also keep the risk stage (gate rule 6)."""
+        job, kb = self.job, self.kb
         index.encoder_of(kb)
         if candidate.encoder != kb.encoder and self.shadow is None:  # resumed: its encoder's index is rebuilt
             self.shadow = index.shadow(kb, candidate.encoder)
@@ -382,27 +412,28 @@ class Runner:
         for warning in warnings:
             self.say(f"gate: warning — {warning}")
         self.say("gate: promote" if promote else "gate: refused — " + "; ".join(reasons), 85, "gate")
+        return promote
 
-        from learning import exports
-
-        folder = exports.export_dataset(kb, exports.job_folder(job))
-        job.artefacts["export"] = str(folder)
-        self.say(f"training data exported to {folder}", 90, "exports")
-
-        if promote:
-            built = routing.index_for(candidate)  # a new encoder's collection, built while the live one serves
-            if built is not None:
-                self.say(f"index built with v{candidate.number}'s encoder ({built.model})", 95, "switching")
-            with transaction.atomic():
-                routing.activate_version(candidate, built)
-                self.finish(Status.PROMOTED)
-            self.say(f"v{candidate.number} is live")
-        else:
-            actions.sync_learned_examples(kb, actions.learned_examples_of(live_version))
-            if candidate.encoder != kb.encoder:
-                finetune.discard(candidate)
-            self.finish(Status.REFUSED)
-        return job
+    def _without_fine_tuning(self, refused: RoutingVersion) -> RoutingVersion:
+        """The fine-tuned candidate was refused: its encoder file goes, and what the job learned is tried again on
+        the knowledge base's own encoder, so that a fine-tune that does not pay never holds back the phrasings,
+        head and calibration learned from the same conversations. Its figures stay in the job's metrics."""
+        job, kb = self.job, self.kb
+        job.metrics["fine_tuned"] = {
+            "version": refused.number,
+            **{key: job.metrics.pop(key) for key in ("candidate", "gate", "risk_stage") if key in job.metrics},
+        }
+        finetune.discard(refused)
+        self.shadow = None
+        job.candidate = None
+        job.artefacts["fine_tuning"] = "refused"
+        job.save(update_fields=["candidate"])
+        self.say(
+            f"v{refused.number} (fine-tuned encoder) refused: learning again on the knowledge base's own encoder",
+            60,
+            "learning",
+        )
+        return self._candidate(job, kb)
 
     def _candidate(self, job: RetrainingJob, kb: KnowledgeBase) -> RoutingVersion:
         """Learned phrasings indexed, head trained, threshold calibrated, version saved (or the saved one reused)."""
@@ -463,6 +494,8 @@ class Runner:
         index.encoder_of(kb)  # kb.encoder as the database has it now
         current = kb.encoder
         why_not = finetune.can_fine_tune(kb)
+        if why_not is None and self.job.artefacts.get("fine_tuning") == "refused":
+            why_not = "this job's fine-tuned candidate was refused"
         confirmed = sum(1 for _, entry in train if entry is not None)
         if why_not is None and confirmed < settings.LEARNING_FINE_TUNE_MIN_EXAMPLES:
             why_not = f"{confirmed} confirmed examples, fewer than LEARNING_FINE_TUNE_MIN_EXAMPLES"

@@ -175,6 +175,48 @@ def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_sw
     assert routing.route(kb, "is delivery free?").version == v1.number
 
 
+def test_a_refused_fine_tune_does_not_hold_back_what_the_job_learned_it_is_learned_again_on_the_own_encoder(
+    kb, fine_tuning, monkeypatch, ops_client
+):
+    """The learning curves of the public sets lose 6-7 points with the fine-tuned encoder: with fine-tuning on, such a
+    knowledge base would otherwise never get its phrasings, head or calibration promoted again."""
+    from django.urls import reverse
+
+    baseline(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+    asked: list[bool] = []
+
+    def only_the_frozen_encoder(live, candidate, require_evidence=False, risk_stage=None):
+        asked.append(require_evidence)
+        decision = gate.decide(live, candidate, require_evidence, risk_stage)
+        if require_evidence:
+            return gate.Decision(promote=False, reasons=["not shown better"], evidence=decision.evidence)
+        return gate.Decision(promote=True, evidence=decision.evidence)
+
+    monkeypatch.setattr(retraining, "decide", only_the_frozen_encoder)
+
+    call_command("retrain", "--kb", kb.slug, stdout=StringIO())
+    job = RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
+
+    assert job.status == RetrainingJob.Status.PROMOTED, job.log
+    assert asked == [True, False]  # the fine-tuned candidate first, then the same learning on the own encoder
+    assert "fine-tuned encoder) refused: learning again on the knowledge base's own encoder" in job.log
+    tuned = RoutingVersion.objects.get(knowledge_base=kb, number=job.metrics["fine_tuned"]["version"])
+    assert not Path(tuned.encoder.split(":", 1)[1]).exists()  # its file is deleted, as for any refused encoder
+    assert job.metrics["fine_tuned"]["gate"]["promote"] is False
+    assert set(job.metrics["fine_tuned"]["risk_stage"]) == {"live", "candidate"}
+    assert "risk_stage" not in job.metrics  # the promoted candidate has the live encoder: nothing to check
+    kb.refresh_from_db()
+    assert job.candidate is not None
+    assert job.candidate.number > tuned.number
+    assert job.candidate.encoder == kb.encoder == ""
+    assert routing.route(kb, "is delivery free?").version == job.candidate.number
+    assert actions.learned_examples_of(job.candidate)  # the phrasings learned from the conversations went live
+
+    page = ops_client.get(reverse("admin:learning_retrainingjob_change", args=[job.pk])).content.decode()
+    assert f"v{tuned.number} on a fine-tuned encoder was refused first (not shown better)" in page
+
+
 def test_a_refused_candidates_encoder_file_is_deleted_unless_another_version_uses_it(kb, other_encoder):
     baseline(kb)
     path = Path(other_encoder.split(":", 1)[1])
