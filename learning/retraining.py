@@ -372,7 +372,9 @@ class Runner:
                 self.finish(Status.PROMOTED)
             self.say(f"v{candidate.number} is live")
         else:
-            actions.sync_learned_examples(kb, actions.learned_examples_of(live_version))
+            # the version live now: another process may have made one live while this job ran (rollback)
+            live_now = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).first()
+            actions.sync_learned_examples(kb, actions.learned_examples_of(live_now))
             if candidate.encoder != kb.encoder:
                 finetune.discard(candidate)
             self.finish(Status.REFUSED)

@@ -70,6 +70,28 @@ def test_promotion_then_rollback_and_the_chat_follows_without_restart(kb):
     assert live_figures(kb) == job.metrics["candidate"]["holdout"]
 
 
+def test_a_refused_job_leaves_the_index_as_the_version_live_at_its_end_has_it(kb, monkeypatch):
+    """A version made live by another process while the job ran (its check passed just before the job started): the
+    refused job puts back that version's phrasings, not those of the version that was live when it started."""
+    from learning import gate
+
+    v1 = baseline_version(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+    assert retrain(kb).status == RetrainingJob.Status.PROMOTED  # v2, with learned phrasings, is live
+
+    def rolled_back_meanwhile(live, candidate, require_evidence=False, risk_stage=None):
+        routing.activate_version(v1)  # another process, past its check (actions.check_available)
+        return gate.Decision(promote=False, reasons=["refused for the test"])
+
+    monkeypatch.setattr(retraining, "decide", rolled_back_meanwhile)
+    job = retrain(kb)
+
+    assert job.status == RetrainingJob.Status.REFUSED, job.log
+    assert routing.active_model(kb)[0] == v1.number
+    assert not Example.objects.filter(knowledge_base=kb, origin="conversation").exists()  # v1 learned none
+    assert routing.route(kb, "is delivery free?").version == v1.number
+
+
 def test_the_gate_refuses_a_candidate_trained_on_mislabelled_conversations(kb, queries, settings, tmp_path):
     benchmark = tmp_path / "benchmark.jsonl"
     benchmark.write_text(QUERIES.read_text())
