@@ -317,10 +317,8 @@ class RetrainingJobAdmin(admin.ModelAdmin):
             verdict += f" (refuses only when at least {gate['confidence']:.0%} sure the candidate is worse)"
         lines = [*gate.get("reasons", []), *gate.get("evidence", []), *gate.get("warnings", [])]
         tuned = job.metrics.get("fine_tuned")
-        if tuned:  # the job's first candidate, on a fine-tuned encoder, was refused (see Runner._without_fine_tuning)
-            why = "; ".join((tuned.get("gate") or {}).get("reasons", [])) or "not shown better"
-            first = f"v{tuned['version']} on a fine-tuned encoder was refused first ({why}); "
-            lines.insert(0, first + "this candidate learned the same again on the knowledge base's own encoder")
+        if tuned:  # the fine-tuned candidate against the same learning on the own encoder (gate rule 7)
+            lines.insert(0, _fine_tune_line(tuned))
         notes = format_html_join("", "<li>{}</li>", ((line,) for line in lines))
         return format_html(
             '<table class="ops-figures"><thead><tr><th>set</th><th>questions</th><th>auto-resolution</th>'
@@ -419,3 +417,13 @@ class LearningRoutingVersionAdmin(RoutingVersionAdmin):
             "It goes live when the index is complete; this list shows it then.",
             messages.SUCCESS,
         )
+
+
+def _fine_tune_line(tuned: dict[str, Any]) -> str:
+    """What the job page says of a fine-tuned candidate and the head-only one it was put against (gate rule 7)."""
+    own, other = f"v{tuned['version']}", f"v{tuned.get('head_only_version', '?')}"
+    if tuned.get("chosen"):
+        return f"{own}, on a fine-tuned encoder, is shown better than {other}, the same learning without fine-tuning"
+    reasons = (tuned.get("versus_head_only") or {}).get("reasons") or (tuned.get("gate") or {}).get("reasons")
+    why = "; ".join(reasons or []) or "not shown better"
+    return f"{own}, on a fine-tuned encoder, was not chosen ({why}): this is {other}, the same learning without it"

@@ -36,6 +36,10 @@ The rule, on each set and on all sets pooled (the benchmark files weigh in with 
      costs an agent's time, not the customer's safety, and the hold-out's figures count it as unresolved too.
      Ten encoders fine-tuned in the replay benchmarks each flagged 1 of 135 near misses where the bundled one flagged
      none, while catching 111-115 of 124 risk phrases against its 103.
+7. a candidate with a new encoder is also put against the same learning on the live encoder (head-only), rules 1-5
+   with the head-only candidate in the live version's place (``learning.retraining.Runner._fine_tuned_or_not``):
+   beating the live version is not enough when the learning alone beats it by more (clinc150, 10,000 turns: 1,771
+   of 1,979 held-out questions resolved fine-tuned, 1,931 head-only, 1,551 by the live version).
 Figures without per-question verdicts (older jobs) fall back to the point comparison of the rates.
 """
 

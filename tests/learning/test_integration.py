@@ -173,9 +173,9 @@ def fine_tune_in_a_worker(redis_url: str, chroma_url: str, tmp_path: Path) -> No
             assert encoder_file.is_file()
             assert "version 2" in manage(env, "shell", "-c", ROUTE)  # another process answers with v2 and its encoder
         else:
-            # the gate refused it (a new encoder must be shown better): its file is gone, and the job learned the
-            # same again on the bundled encoder, which the gate promoted or refused in turn
-            assert "learning again on the knowledge base's own encoder" in log
+            # not shown better (than the live version, or than the same learning on the bundled encoder): its file
+            # is gone, and the head-only candidate was promoted or refused in its place
+            assert "(fine-tuned encoder) not chosen" in log
             assert live_encoder == ""
             assert not encoder_file.exists()
             live = candidate_number if status == "promoted" else 1

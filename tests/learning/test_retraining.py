@@ -92,6 +92,29 @@ def test_a_refused_job_leaves_the_index_as_the_version_live_at_its_end_has_it(kb
     assert routing.route(kb, "is delivery free?").version == v1.number
 
 
+def test_a_promoted_candidate_goes_live_with_its_phrasings_even_if_another_version_was_made_live_meanwhile(
+    kb, monkeypatch
+):
+    from learning import gate
+
+    v1 = baseline_version(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+
+    def v1_made_live_meanwhile(live, candidate, require_evidence=False, risk_stage=None):
+        actions.sync_learned_examples(kb, [])  # another process makes v1 live, as actions.activate_version does
+        routing.activate_version(v1)
+        return gate.Decision(promote=True)
+
+    monkeypatch.setattr(retraining, "decide", v1_made_live_meanwhile)
+    job = retrain(kb)
+
+    assert job.status == RetrainingJob.Status.PROMOTED, job.log
+    assert routing.active_model(kb)[0] == job.candidate.number
+    learned = Example.objects.filter(knowledge_base=kb, origin="conversation")
+    assert sorted(learned.values_list("text", flat=True)) == sorted(text for text, _ in job.artefacts["examples"])
+    assert live_figures(kb) == job.metrics["candidate"]["holdout"]  # the index is the one the gate measured
+
+
 def test_the_gate_refuses_a_candidate_trained_on_mislabelled_conversations(kb, queries, settings, tmp_path):
     benchmark = tmp_path / "benchmark.jsonl"
     benchmark.write_text(QUERIES.read_text())
