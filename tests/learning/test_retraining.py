@@ -109,6 +109,7 @@ def test_a_promoted_candidate_goes_live_with_its_phrasings_even_if_another_versi
     job = retrain(kb)
 
     assert job.status == RetrainingJob.Status.PROMOTED, job.log
+    assert job.candidate is not None
     assert routing.active_model(kb)[0] == job.candidate.number
     learned = Example.objects.filter(knowledge_base=kb, origin="conversation")
     assert sorted(learned.values_list("text", flat=True)) == sorted(text for text, _ in job.artefacts["examples"])
