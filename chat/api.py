@@ -260,9 +260,12 @@ async def events(request: HttpRequest, conversation_id: str) -> HttpResponseBase
 async def _conversation_events(conversation: Conversation, after: int) -> AsyncIterator[bytes]:
     topic = push.conversation_topic(conversation.pk)
     news = _News(conversation, after)
-    yield b": connected\n\n"
     stream = push.watch([topic], window_s=EVENTS_WINDOW_S, heartbeat_s=EVENTS_HEARTBEAT_S, poll_s=EVENTS_POLL_S)
+    connected = False
     async for woken in stream:
+        if not connected:  # subscribed: from here on, whatever is stored wakes this stream (chat/push.watch)
+            connected = True
+            yield b": connected\n\n"
         if woken is None:
             yield b": keepalive\n\n"
             continue
