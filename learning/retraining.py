@@ -462,6 +462,11 @@ class Runner:
             self.shadow = tuned_shadow
             job.candidate = tuned
             job.save(update_fields=["candidate"])
+            # kept, as every version is, but its learned phrasings are the job's candidate's: say so where ops look
+            RoutingVersion.objects.filter(pk=frozen.pk).update(
+                notes=f"{frozen.notes}; not chosen: v{tuned.number} (fine-tuned) was shown better; it has no learned "
+                "phrasings of its own, so made live it answers without them"
+            )
             self.say(f"v{tuned.number} (fine-tuned encoder) is shown better than v{frozen.number} (head-only)")
             return tuned, tuned_verdict
         finetune.discard(tuned)

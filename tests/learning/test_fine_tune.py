@@ -152,6 +152,8 @@ def test_the_retraining_job_fine_tunes_the_encoder_and_promotion_and_rollback_sw
     # learning on the bundled encoder against the live version, then the fine-tuned one against that one (rule 7)
     assert asked == [(True, True), (False, False), (True, False)]
     assert job.metrics["fine_tuned"]["chosen"] is True
+    head_only = RoutingVersion.objects.get(knowledge_base=kb, number=job.metrics["fine_tuned"]["head_only_version"])
+    assert "not chosen: v" in head_only.notes
     assert "gate: risk stage (intent bank, held out): candidate hands over" in job.log
     risk = job.metrics["risk_stage"]
     assert set(risk["candidate"]["caught"]) == set(risk["live"]["caught"]) == {str(r) for r in intents.DETECTED}
