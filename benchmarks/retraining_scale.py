@@ -12,8 +12,8 @@ so that every turn is a distinct text the job must embed. The job then runs as "
 read again the turns whose conversation changed since they were logged (``--changed``), derive labels,
 learn phrasings, train the head, calibrate, evaluate against the live version, export, gate.
 
-With ``LEARNING_FINE_TUNE=true`` the job also fine-tunes the encoder; ``--refuse-fine-tune`` then makes the gate refuse
-the fine-tuned candidate, to time the longest path: the job learns again on the bundled encoder and gates that.
+With ``LEARNING_FINE_TUNE=true`` the job also fine-tunes the encoder, and learns the same on the bundled encoder to
+compare the two (gate rule 7): every job with fine-tuning takes that path.
 """
 
 from __future__ import annotations
@@ -46,24 +46,8 @@ def main() -> None:
     parser.add_argument(
         "--changed", type=float, default=0.1, help="share of conversations an agent writes in after they were logged"
     )
-    parser.add_argument(
-        "--refuse-fine-tune",
-        action="store_true",
-        help="the gate refuses a candidate with a new encoder (time the second pass on the bundled encoder)",
-    )
     args = parser.parse_args()
     isolated_django()
-    if args.refuse_fine_tune:
-        from learning import gate, retraining
-
-        def refusing(live, candidate, require_evidence=False, risk_stage=None):
-            decision = gate.decide(live, candidate, require_evidence, risk_stage)
-            if require_evidence:
-                reasons = ["refused by --refuse-fine-tune"]
-                return gate.Decision(promote=False, reasons=reasons, evidence=decision.evidence)
-            return decision
-
-        retraining.decide = refusing
     from django.db import transaction
 
     from chat.models import Conversation, Message
