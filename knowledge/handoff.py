@@ -14,11 +14,12 @@ A request for a person is:
 
 Risk rules catch the unambiguous wordings of each class; each pattern says what crosses the line from an
 FAQ question to a case for a person:
-- safety: self-harm or suicide; a device that smokes, burns, sparks, explodes, swells or shocks;
+- safety: self-harm or suicide, no point or meaning left in one's own life; a device that smokes, burns,
+  sparks, explodes, swells or shocks;
 - fraud: account taken over, charges or orders the customer did not make, identity theft, SIM swap;
 - data protection: a named GDPR right, the regulator, a breach, erasure of *all* data;
-- legal: a lawyer, a court, a lawsuit, a report to the police or a consumer authority, the official
-  complaints form demanded;
+- legal: the customer's lawyer or one being brought in (not a lawyer merely mentioned), a court, a lawsuit,
+  a report to the police or a consumer authority, the official complaints form demanded;
 - compensation: a demand for compensation or damages, a chargeback or a bank reversal.
 Questions *about* these topics ("am I entitled to compensation?", "how do I report a phishing e-mail?",
 "¿tenéis hoja de reclamaciones?") are FAQ questions and must not match.
@@ -93,6 +94,12 @@ _SAFETY = re.compile(
     r"|\bhacerme\s+dano\b|\bautolesion|\bno\s+quiero\s+(?:seguir\s+)?(?:vivir|viviendo)\b|\bkill\s+myself\b|\bend(?:ing)?\s+my\s+life\b"
     r"|\bend\s+it\s+all\b|\bself[\s-]?harm|\bhurt(?:ing)?\s+myself\b|\bcutting\s+myself\b"
     r"|\b(?:don\W?t|do\s+not)\s+want\s+to\s+(?:live|be\s+alive)\b"
+    # no point or meaning in living: despair said of one's own life, not a question about life in general
+    r"|\b(?:no|what\W?s\s+the|whats\s+the)\s+(?:point|reason|meaning)\s+(?:in\s+|of\s+|to\s+)?(?:keep\s+)?(?:living|going\s+on(?!\s+(?:hold|with|a|an|the|to)\b)"
+    r"|carrying\s+on|being\s+alive|live)\b|\b(?:point|meaning|reason)\s+in\s+my\s+life\s+any\s?more\b"
+    r"|\bmy\s+life\s+(?:has\s+no|is\s+without|doesn\W?t\s+have\s+any)\s+(?:meaning|point)\b"
+    r"|\bno\s+(?:le\s+)?(?:veo|encuentro|tiene)\s+(?:ningun\s+)?sentido\s+(?:a\s+|en\s+)?(?:la\s+vida|vivir|seguir\s+viviendo|mi\s+vida)\b"
+    r"|\bmi\s+vida\s+(?:ya\s+)?no\s+tiene\s+(?:ningun\s+)?sentido\b"
     # a dangerous device
     r"|\b(?:echa|echando|sale|salen|saliendo|suelta|soltando|da|dando)\s+(?:mucho\s+|un\s+poco\s+de\s+)?(?:humo|chispas)\b"
     r"|\b(?:ardiendo|en\s+llamas|incendiad[oa]|incendiado|incendio|prendido\s+fuego|prendio\s+fuego)\b"
@@ -140,7 +147,10 @@ _DATA_PROTECTION = re.compile(
     r"|\b(?:erase|wipe|destroy)\s+my\s+(?:personal\s+)?(?:data|information)\b"
 )
 _LEGAL = re.compile(
-    r"\b(?:mi|mis|un|una|nuestro|nuestra|nuestros)\s+abogad|\b(?:os|les|te)\s+(?:voy\s+a\s+|vamos\s+a\s+|pienso\s+)?denunci"
+    # a lawyer of the customer's, or one being brought in: not a lawyer merely mentioned ("un chiste de abogados")
+    r"\b(?:mi|mis|nuestro|nuestra|nuestros|nuestras)\s+abogad"
+    r"|\b(?:contrat\w*|llam\w*|consult\w*|hablar\w*\s+con|acudir\w*\s+a|ir\s+a|poner\w*\s+en\s+manos\s+de)\s+(?:un|una|mi|nuestro)\s+abogad"
+    r"|\b(?:os|les|te)\s+(?:voy\s+a\s+|vamos\s+a\s+|pienso\s+)?denunci"
     r"|\b(?:voy\s+a|vamos\s+a|pienso|pensamos|he|hemos)\s+(?:poner|presentar|interponer|puesto|presentado)\s+(?:una\s+)?denuncia"
     r"|\b(?:voy\s+a|vamos\s+a|pienso|pensamos|lo\s+voy\s+a)\s+denunciar|\bdenunciar(?:os|les|te|lo)\b"
     r"|\b(?:os|les|te)\s+(?:voy\s+a\s+|vamos\s+a\s+)?demand|\b(?:poner|presentar|interponer)\s+una\s+demanda\b|\bdemandar(?:os|les)\b"
@@ -149,7 +159,10 @@ _LEGAL = re.compile(
     r"|\b(?:oficina|agencia|direccion\s+general|junta\s+arbitral|arbitraje)\s+(?:\w+\s+)?(?:de(?:l)?\s+)?consum"
     r"|\b(?:ante|a|en)\s+consumo\b|\breclama\w*\s+ante\s+(?:aesa|consumo|la\s+administracion)"
     r"|\b(?:quiero|dame|deme|dadme|denme|exijo|pido|pedir|poner|rellenar)\s+(?:\w+\s+){0,2}hoja\s+de\s+reclamaciones\b"
-    r"|\b(?:i\W?ll|i\s+will|going\s+to|gonna|we\W?ll|we\s+will)\s+sue\b|\bsuing\b|\blawsuit\b|\blawyer|\battorney|\bsolicitor"
+    r"|\b(?:i\W?ll|i\s+will|going\s+to|gonna|we\W?ll|we\s+will)\s+sue\b|\bsuing\b|\blawsuit\b"
+    r"|\b(?:my|our)\s+(?:lawyer|attorney|solicitor)|\b(?:lawyers?|attorneys?|solicitors?)\s+(?:will|would|is|are|has|have)\b"
+    r"|\b(?:instruct\w*|hir\w*|get|getting|call\w*|contact\w*|consult\w*|involv\w*|speak\w*\s+(?:to|with)|talk\w*\s+(?:to|with)"
+    r"|see|seeing|go\s+to|going\s+to)\s+(?:a|an|my|our)\s+(?:lawyer|attorney|solicitor)"
     r"|\blegal\s+(?:action|proceedings|team|notice)\b|\bin\s+court\b|\bto\s+court\b|\bsmall\s+claims\b|\btrading\s+standards\b"
     r"|\bombudsman\b|\bbetter\s+business\s+bureau\b|\bftc\b|\bcfpb\b|\bofcom\b|\bpress\s+charges\b|\bletter\s+before\s+action\b"
     r"|\breport(?:ing)?\s+(?:you|this|it)\s+to\s+(?:the\s+)?(?:police|authorities|regulator|consumer|aviation)"

@@ -145,6 +145,13 @@ def test_folding_drops_case_and_accents_only():
         ("Os voy a denunciar a la OCU", R.LEGAL),
         ("Dadme la hoja de reclamaciones", R.LEGAL),
         ("My solicitor will write to you", R.LEGAL),
+        ("Voy a contratar un abogado", R.LEGAL),
+        ("I'm going to get a lawyer involved", R.LEGAL),
+        # no point or meaning left in one's own life is a crisis, however it is put
+        ("No le veo sentido a la vida", R.SAFETY),
+        ("Mi vida ya no tiene sentido", R.SAFETY),
+        ("What's the point of living anymore", R.SAFETY),
+        ("I don't see any meaning in my life anymore", R.SAFETY),
         ("Exijo una compensación por el retraso", R.COMPENSATION),
         ("I'm filing a chargeback with my bank", R.COMPENSATION),
         # a risk beats a plain request for a person
@@ -177,6 +184,15 @@ def test_risk_rules_name_their_class(sentence, reason):
         "A mi juicio, la tarifa es cara",
         "¿Cómo anulo un pedido?",
         "¿Hay mucha demanda de este móvil?",
+        # a lawyer merely mentioned is not a legal threat
+        "Can you tell me a joke about a lawyer?",
+        "Cuéntame un chiste de abogados",
+        "Do I need a lawyer to claim a refund?",
+        # life in general is not one's own life
+        "What is the meaning of life?",
+        "¿Cuál es el sentido de la vida?",
+        "There's no point in going on hold again",
+        "No tiene sentido pagar dos veces",
     ],
 )
 def test_questions_about_a_risky_topic_are_not_risks(sentence):
