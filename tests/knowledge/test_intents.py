@@ -86,6 +86,12 @@ def test_typical_first_message_goes_to_a_person_with_its_reason(expected, messag
         "¿Puedo transferir el billete a otra persona?",
         "¿A qué hora abre el servicio de atención al cliente?",
         "How do I get a copy of my invoice?",
+        # said to an assistant, not a request for a person or a risk
+        "What do you think the meaning of life is?",
+        "could you order an uber to take me home",
+        "yes, affirmative",
+        "¿me preparas un café?",
+        "borra todos los eventos de mi agenda",
     ],
 )
 def test_near_miss_faq_question_is_left_to_retrieval(message):
