@@ -92,6 +92,7 @@ def test_typical_first_message_goes_to_a_person_with_its_reason(expected, messag
         "yes, affirmative",
         "¿me preparas un café?",
         "borra todos los eventos de mi agenda",
+        "can I have a real card please",
     ],
 )
 def test_near_miss_faq_question_is_left_to_retrieval(message):
