@@ -361,6 +361,7 @@ class Runner:
         job.metrics["live"] = baseline
 
         candidate = self._candidate(job, kb)
+        self._put_aside_uncompared_fine_tune(candidate)
         verdict = self._judge(candidate, sets, baseline)
         if candidate.encoder != kb.encoder:
             candidate, verdict = self._fine_tuned_or_not(candidate, verdict, sets, baseline)
@@ -444,7 +445,8 @@ class Runner:
         tuned_shadow, self.shadow = self.shadow, None
         job.candidate = None
         job.artefacts["fine_tuning"] = "compared with head-only"  # a resumed job does not fine-tune again
-        job.save(update_fields=["candidate"])
+        job.artefacts["fine_tuned_version"] = tuned.pk  # and puts this one aside if it stops before the comparison
+        job.save(update_fields=["candidate", "artefacts"])
         self.say("learning the same on the knowledge base's own encoder, to compare the fine-tune with", 60, "learning")
         frozen = self._candidate(job, kb)
         frozen_verdict = self._judge(frozen, sets, baseline, label="head-only gate")
@@ -472,6 +474,26 @@ class Runner:
         finetune.discard(tuned)
         self.say(f"v{tuned.number} (fine-tuned encoder) not chosen: v{frozen.number} (head-only) goes forward")
         return frozen, frozen_verdict
+
+    def _put_aside_uncompared_fine_tune(self, candidate: RoutingVersion) -> None:
+        """A job resumed during its head-only pass (rule 7) has lost the fine-tuned candidate's verdict and index: that
+        candidate is put aside like a refused one (its encoder file, about 70 MB, deleted) and the job goes on with
+        the head-only candidate, as a job with fine-tuning off would."""
+        job = self.job
+        pk = job.artefacts.get("fine_tuned_version")
+        if pk is None or pk == candidate.pk or "fine_tuned" in job.metrics:
+            return  # no fine-tune, the fine-tune itself, or a comparison that was finished
+        tuned = RoutingVersion.objects.filter(pk=pk).first()
+        if tuned is None:
+            return
+        finetune.discard(tuned)
+        job.metrics["fine_tuned"] = {
+            "version": tuned.number,
+            "head_only_version": candidate.number,
+            "chosen": False,
+            "gate": {"reasons": ["not compared with head-only learning: the job stopped before the comparison"]},
+        }
+        self.say(f"v{tuned.number} (fine-tuned encoder) was not compared before the job stopped: put aside")
 
     def _candidate(self, job: RetrainingJob, kb: KnowledgeBase) -> RoutingVersion:
         """Learned phrasings indexed, head trained, threshold calibrated, version saved (or the saved one reused)."""

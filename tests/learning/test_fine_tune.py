@@ -7,7 +7,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from knowledge import index, intents, routing
 from knowledge.embeddings import encoder_for, get_encoder
@@ -255,6 +255,52 @@ def test_a_fine_tune_that_passes_the_gate_but_is_not_shown_better_than_head_only
     assert kb.encoder == job.candidate.encoder == ""
     tuned = RoutingVersion.objects.get(knowledge_base=kb, number=record["version"])
     assert not Path(tuned.encoder.split(":", 1)[1]).exists()
+
+
+def test_a_job_resumed_during_its_head_only_pass_puts_the_uncompared_fine_tune_aside(
+    kb, fine_tuning, monkeypatch, ops_client
+):
+    """The worker dies while the job learns the same on the bundled encoder (rule 7). The resumed job no longer has
+    the fine-tuned candidate's verdict or index and does not fine-tune again: that candidate's 70 MB encoder file must
+    not stay on disk, and the job goes on head-only."""
+    from django.urls import reverse
+
+    baseline(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+    monkeypatch.setattr(retraining, "decide", lambda *args, **kwargs: gate.Decision(promote=True))
+    train_model = routing.train_model
+    trained: list[bool] = []
+
+    def dies_on_the_head_only_pass(*args, **kwargs):
+        trained.append(kwargs.get("encoder") is None)
+        if trained[-1]:
+            raise RuntimeError("worker lost")
+        return train_model(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(routing, "train_model", dies_on_the_head_only_pass)
+        with pytest.raises(CommandError, match="worker lost"):
+            call_command("retrain", "--kb", kb.slug, stdout=StringIO())
+    job = RetrainingJob.objects.filter(knowledge_base=kb).latest("pk")
+    assert job.status == RetrainingJob.Status.FAILED, job.log
+    assert trained == [False, True]  # the fine-tuned pass, then the head-only one, which died
+    tuned = RoutingVersion.objects.filter(knowledge_base=kb).exclude(encoder="").get()  # the fine-tuned candidate
+    encoder_file = Path(tuned.encoder.split(":", 1)[1])
+    assert encoder_file.is_file()
+
+    job = retraining.run_job(job)  # resumed
+
+    assert job.status == RetrainingJob.Status.PROMOTED, job.log
+    assert "fine-tuning the encoder" not in job.log.split("resum")[-1]
+    assert f"v{tuned.number} (fine-tuned encoder) was not compared before the job stopped: put aside" in job.log
+    assert not encoder_file.exists()
+    assert job.candidate is not None
+    assert job.candidate.encoder == ""
+    assert job.metrics["fine_tuned"]["chosen"] is False
+    kb.refresh_from_db()
+    assert kb.encoder == ""
+    page = ops_client.get(reverse("admin:learning_retrainingjob_change", args=[job.pk])).content.decode()
+    assert f"v{tuned.number}, on a fine-tuned encoder, was not chosen (not compared with head-only learning" in page
 
 
 def test_a_refused_candidates_encoder_file_is_deleted_unless_another_version_uses_it(kb, other_encoder):
