@@ -213,6 +213,15 @@ def switch(kb: KnowledgeBase, built: Built) -> None:
     _touch(kb)
 
 
+def abandon(kb: KnowledgeBase, built: Built) -> None:
+    """A built collection that will not be switched to (the promotion it was built for was called off): dropped."""
+    target = copy.copy(kb)
+    target.index_embedding_model, target.index_generation = built.model, built.generation
+    current = KnowledgeBase.objects.get(pk=kb.pk)
+    if target.collection_name != current.collection_name:
+        delete_collection(target.collection_name)
+
+
 def retire(kb: KnowledgeBase, built: Built) -> None:
     """After ``switch`` committed: the entries are marked indexed, what other processes wrote while it was built is
     written again (``_catch_up``), and the replaced collection is dropped."""

@@ -383,15 +383,43 @@ class Runner:
             if built is not None:
                 self.say(f"index built with v{candidate.number}'s encoder ({built.model})", 95, "switching")
             with transaction.atomic():
-                routing.activate_version(candidate, built)
-                self.finish(Status.PROMOTED)
-            self.say(f"v{candidate.number} is live")
-        else:
-            # the version live now: another process may have made one live while this job ran (rollback)
-            live_now = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).first()
-            actions.sync_learned_examples(kb, actions.learned_examples_of(live_now))
-            self.finish(Status.REFUSED)  # a refused fine-tune never gets here: _fine_tuned_or_not put it aside
+                moved = self._live_version_moved()
+                if moved is None:
+                    routing.activate_version(candidate, built)
+                    self.finish(Status.PROMOTED)
+            if moved is None:
+                self.say(f"v{candidate.number} is live")
+                return job
+            job.metrics["gate"]["promote"] = False
+            job.metrics["gate"]["reasons"].append(moved)
+            self.say(f"not promoted: {moved}")
+            if built is not None:
+                index.abandon(kb, built)
+            if candidate.encoder != kb.encoder:
+                finetune.discard(candidate)  # as for a refused fine-tune
+        # the version live now: another process may have made one live while this job ran (rollback)
+        live_now = RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).first()
+        actions.sync_learned_examples(kb, actions.learned_examples_of(live_now))
+        self.finish(Status.REFUSED)  # a fine-tune the gate refused never gets here: _fine_tuned_or_not put it aside
         return job
+
+    def _live_version_moved(self) -> str | None:
+        """Why the gate's verdict no longer holds, if ops made another version live while the job ran (its check
+        passed just before the job started, or its new encoder's index was still being built): the candidate was
+        judged against the version live at the start, and is not put over the one ops chose. Call it inside the
+        promotion's transaction: the active version's row stays locked until the switch."""
+        job = self.job
+        live = (
+            RoutingVersion.objects.select_for_update()
+            .filter(knowledge_base=self.kb, is_active=True)
+            .values_list("number", flat=True)
+            .first()
+        )
+        if live == job.baseline_version:
+            return None
+        judged = f"v{job.baseline_version}" if job.baseline_version else "the untrained version"
+        now = f"v{live}" if live else "no version"
+        return f"{now} was made live while the job ran; the candidate was judged against {judged}"
 
     def _judge(
         self, candidate: RoutingVersion, sets: Sequence[EvalSet], baseline: dict[str, Any], label: str = "gate"

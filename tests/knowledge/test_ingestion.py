@@ -292,3 +292,21 @@ def test_a_message_reads_where_the_index_is_once_and_embeds_and_searches_there(k
     assert decision.entry is not None
     reads = [q["sql"] for q in queries.captured_queries if '"index_revision"' in q["sql"] and "SELECT" in q["sql"]]
     assert len(reads) == 1, reads
+
+
+def test_a_built_index_whose_switch_is_called_off_is_dropped_and_the_live_one_kept(kb, write_faq, ingest):
+    from knowledge.vectorstore import get_client
+
+    ingest(write_faq(FAQ))
+    live = kb.collection_name
+    before = {c.name for c in get_client().list_collections()}
+    built = index.build(kb, "")  # as a promotion builds it for its candidate
+    new = {c.name for c in get_client().list_collections()} - before
+    assert len(new) == 1  # the built one, not yet switched to
+
+    index.abandon(kb, built)  # the promotion was called off (ops made another version live meanwhile)
+
+    kb.refresh_from_db()
+    assert kb.collection_name == live
+    assert {c.name for c in get_client().list_collections()} == before
+    assert index.collection_for(kb).count() > 0

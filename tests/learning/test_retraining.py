@@ -116,6 +116,37 @@ def test_a_promoted_candidate_goes_live_with_its_phrasings_even_if_another_versi
     assert live_figures(kb) == job.metrics["candidate"]["holdout"]  # the index is the one the gate measured
 
 
+def test_a_candidate_is_not_put_over_a_version_ops_made_live_while_the_job_ran(kb, monkeypatch):
+    """Ops roll back to v1 while the job judges its candidate against v2 (their check passed just before the job
+    started, or their version's index was still being built): the verdict was against v2, so it does not promote."""
+    from learning import gate
+
+    v1 = baseline_version(kb)
+    call_command("replay", str(QUERIES), "--kb", kb.slug, stdout=StringIO())
+    v2 = retrain(kb).candidate
+    assert v2 is not None
+    assert routing.active_model(kb)[0] == v2.number
+
+    def rolled_back_meanwhile(live, candidate, require_evidence=False, risk_stage=None):
+        actions.activate_version(v1)  # as the admin's "Make this version live" does, in another process
+        return gate.Decision(promote=True)
+
+    from learning import versions
+
+    monkeypatch.setattr(versions, "check_available", lambda version: None)  # it passed before the job started
+    monkeypatch.setattr(retraining, "decide", rolled_back_meanwhile)
+    job = retrain(kb)
+
+    assert job.status == RetrainingJob.Status.REFUSED, job.log
+    assert job.baseline_version == v2.number
+    reason = f"v{v1.number} was made live while the job ran; the candidate was judged against v{v2.number}"
+    assert reason in job.metrics["gate"]["reasons"]
+    assert f"not promoted: {reason}" in job.log
+    assert routing.active_model(kb)[0] == v1.number
+    assert not Example.objects.filter(knowledge_base=kb, origin="conversation").exists()  # v1 learned none
+    assert routing.route(kb, "is delivery free?").version == v1.number
+
+
 def test_the_gate_refuses_a_candidate_trained_on_mislabelled_conversations(kb, queries, settings, tmp_path):
     benchmark = tmp_path / "benchmark.jsonl"
     benchmark.write_text(QUERIES.read_text())
