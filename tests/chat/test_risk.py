@@ -18,6 +18,9 @@ RISKY = [
     ("en", "The bike battery is smoking in my living room, what do I do?", HandoverReason.SAFETY),
     ("es", "Ya no puedo más, estoy pensando en quitarme la vida", HandoverReason.SAFETY),
     ("en", "I don't want to live anymore, I'm thinking of ending it all", HandoverReason.SAFETY),
+    # despair without the words of self-harm (the bike is only the occasion)
+    ("es", "Me han cobrado otra vez la bici y ya no le veo sentido a la vida", HandoverReason.SAFETY),
+    ("en", "You charged me again for the bike and honestly what's the point of living anymore", HandoverReason.SAFETY),
     (
         "es",
         "Alguien está usando mi tarjeta ahora mismo, me han hecho tres cargos que no reconozco",
