@@ -95,11 +95,15 @@ _SAFETY = re.compile(
     r"|\bend\s+it\s+all\b|\bself[\s-]?harm|\bhurt(?:ing)?\s+myself\b|\bcutting\s+myself\b"
     r"|\b(?:don\W?t|do\s+not)\s+want\s+to\s+(?:live|be\s+alive)\b"
     # no point or meaning in living: despair said of one's own life, not a question about life in general
-    r"|\b(?:no|what\W?s\s+the|whats\s+the)\s+(?:point|reason|meaning)\s+(?:in\s+|of\s+|to\s+)?(?:keep\s+)?(?:living|going\s+on(?!\s+(?:hold|with|a|an|the|to)\b)"
-    r"|carrying\s+on|being\s+alive|live)\b|\b(?:point|meaning|reason)\s+in\s+my\s+life\s+any\s?more\b"
+    r"|\b(?:no|what\W?s\s+the|whats\s+the)\s+(?:point|reason|meaning)\s+(?:in\s+|of\s+|to\s+)?(?:keep\s+)?"
+    r"(?:living|live|being\s+alive|going\s+on|carrying\s+on)\b(?!\s+(?:in|near|at|with|on|there|here|hold|a|an|the|to)\b)"
+    r"|\b(?:point|meaning|reason)\s+in\s+my\s+life\s+any\s?more\b"
     r"|\bmy\s+life\s+(?:has\s+no|is\s+without|doesn\W?t\s+have\s+any)\s+(?:meaning|point)\b"
     r"|\bno\s+(?:le\s+)?(?:veo|encuentro|tiene)\s+(?:ningun\s+)?sentido\s+(?:a\s+|en\s+)?(?:la\s+vida|vivir|seguir\s+viviendo|mi\s+vida)\b"
     r"|\bmi\s+vida\s+(?:ya\s+)?no\s+tiene\s+(?:ningun\s+)?sentido\b"
+    r"|\bno\s+(?:hay|tengo|encuentro|veo)\s+(?:ninguna\s+|ningun\s+)?(?:razon|razones|motivo|motivos)\s+para\s+"
+    r"(?:vivir|seguir(?:\s+viviendo)?)\b(?!\s+(?:en|cerca|con|aqui|alli|ahi|asi)\b)"
+    r"|\bno\s+tiene\s+(?:ningun\s+)?sentido\s+(?:seguir\s+)?vivir\b(?!\s+(?:en|cerca|con|aqui|alli|ahi)\b)"
     # a dangerous device
     r"|\b(?:echa|echando|sale|salen|saliendo|suelta|soltando|da|dando)\s+(?:mucho\s+|un\s+poco\s+de\s+)?(?:humo|chispas)\b"
     r"|\b(?:ardiendo|en\s+llamas|incendiad[oa]|incendiado|incendio|prendido\s+fuego|prendio\s+fuego)\b"

@@ -152,6 +152,8 @@ def test_folding_drops_case_and_accents_only():
         ("Mi vida ya no tiene sentido", R.SAFETY),
         ("What's the point of living anymore", R.SAFETY),
         ("I don't see any meaning in my life anymore", R.SAFETY),
+        ("No hay ninguna razón para seguir viviendo", R.SAFETY),
+        ("I see no reason to keep living", R.SAFETY),
         ("Exijo una compensación por el retraso", R.COMPENSATION),
         ("I'm filing a chargeback with my bank", R.COMPENSATION),
         # a risk beats a plain request for a person
@@ -192,6 +194,8 @@ def test_risk_rules_name_their_class(sentence, reason):
         "What is the meaning of life?",
         "¿Cuál es el sentido de la vida?",
         "There's no point in going on hold again",
+        "Is there no reason to live in the city centre now that fibre reaches the suburbs?",
+        "No hay razón para vivir en el centro si la fibra llega igual",
         "No tiene sentido pagar dos veces",
     ],
 )
