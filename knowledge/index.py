@@ -183,6 +183,7 @@ class Built:
     encoder: str  # the EMBEDDING_MODEL spec; blank = the deployment's
     model: str  # the encoder's name (``KnowledgeBase.index_embedding_model``)
     generation: int
+    collection: str  # the collection it was built in
     replaces: str  # the collection in use while it was built ("" if none)
     entries: list[Entry]  # as they were read for it
     examples: frozenset[int] = frozenset()  # the learned phrasings indexed in it
@@ -199,7 +200,8 @@ def build(kb: KnowledgeBase, spec: str) -> Built:
     entries, examples, items = _everything(kb)
     _upsert(target, items, follow=False)
     replaces = kb.collection_name if kb.index_embedding_model else ""
-    return Built(spec, encoder.name, target.index_generation, replaces, entries, frozenset(ex.pk for ex in examples))
+    examples_in = frozenset(ex.pk for ex in examples)
+    return Built(spec, encoder.name, target.index_generation, target.collection_name, replaces, entries, examples_in)
 
 
 def switch(kb: KnowledgeBase, built: Built) -> None:
@@ -215,11 +217,8 @@ def switch(kb: KnowledgeBase, built: Built) -> None:
 
 def abandon(kb: KnowledgeBase, built: Built) -> None:
     """A built collection that will not be switched to (the promotion it was built for was called off): dropped."""
-    target = copy.copy(kb)
-    target.index_embedding_model, target.index_generation = built.model, built.generation
-    current = KnowledgeBase.objects.get(pk=kb.pk)
-    if target.collection_name != current.collection_name:
-        delete_collection(target.collection_name)
+    if built.collection != KnowledgeBase.objects.get(pk=kb.pk).collection_name:
+        delete_collection(built.collection)
 
 
 def retire(kb: KnowledgeBase, built: Built) -> None:

@@ -472,8 +472,8 @@ class Runner:
         job, kb = self.job, self.kb
         tuned_shadow, self.shadow = self.shadow, None
         job.candidate = None
-        job.artefacts["fine_tuning"] = "compared with head-only"  # a resumed job does not fine-tune again
-        job.artefacts["fine_tuned_version"] = tuned.pk  # and puts this one aside if it stops before the comparison
+        # a resumed job does not fine-tune again, and puts this one aside if it stopped before the comparison
+        job.artefacts["fine_tuned_version"] = tuned.pk
         job.save(update_fields=["candidate", "artefacts"])
         self.say("learning the same on the knowledge base's own encoder, to compare the fine-tune with", 60, "learning")
         frozen = self._candidate(job, kb)
@@ -582,7 +582,8 @@ class Runner:
         index.encoder_of(kb)  # kb.encoder as the database has it now
         current = kb.encoder
         why_not = finetune.can_fine_tune(kb)
-        if why_not is None and self.job.artefacts.get("fine_tuning"):
+        # "fine_tuning": what jobs started by the previous release wrote instead
+        if why_not is None and ("fine_tuned_version" in self.job.artefacts or "fine_tuning" in self.job.artefacts):
             why_not = "this job already compared a fine-tuned candidate with this one"
         confirmed = sum(1 for _, entry in train if entry is not None)
         if why_not is None and confirmed < settings.LEARNING_FINE_TUNE_MIN_EXAMPLES:
