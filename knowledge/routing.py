@@ -351,6 +351,18 @@ def index_for(version: RoutingVersion) -> index.Built | None:
     return index.build(kb, version.encoder) if version.encoder != kb.encoder else None
 
 
+def lock_live_version(kb: KnowledgeBase) -> int | None:
+    """The live version's number, read under the knowledge base's row lock, held until the transaction ends.
+
+    Every switch of the live version takes this lock first (``activate_version``, a retraining job's last check), so
+    two switches never interleave and each reads the other's result. Locking the active version's row instead did
+    not hold on PostgreSQL: a switch waiting for it re-read only that row, missed the version the other switch had
+    made live, and failed on the one-active-version constraint (tests/learning/test_activation_race.py).
+    """
+    KnowledgeBase.objects.select_for_update().filter(pk=kb.pk).values_list("pk", flat=True).first()
+    return RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).values_list("number", flat=True).first()
+
+
 def activate_version(version: RoutingVersion, built: index.Built | None = None) -> None:
     """Make ``version`` the one the chat uses (promotion and rollback alike); takes effect on the next message.
 
@@ -362,6 +374,7 @@ def activate_version(version: RoutingVersion, built: index.Built | None = None) 
     if built is None:
         built = index_for(version)
     with transaction.atomic():
+        lock_live_version(kb)
         RoutingVersion.objects.filter(knowledge_base=kb, is_active=True).exclude(pk=version.pk).update(is_active=False)
         RoutingVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
         if built is not None:

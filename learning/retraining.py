@@ -407,14 +407,11 @@ class Runner:
         """Why the gate's verdict no longer holds, if ops made another version live while the job ran (its check
         passed just before the job started, or its new encoder's index was still being built): the candidate was
         judged against the version live at the start, and is not put over the one ops chose. Call it inside the
-        promotion's transaction: the active version's row stays locked until the switch."""
+        promotion's transaction: the live version stays locked until the switch (``routing.lock_live_version``)."""
+        from knowledge import routing
+
         job = self.job
-        live = (
-            RoutingVersion.objects.select_for_update()
-            .filter(knowledge_base=self.kb, is_active=True)
-            .values_list("number", flat=True)
-            .first()
-        )
+        live = routing.lock_live_version(self.kb)
         if live == job.baseline_version:
             return None
         judged = f"v{job.baseline_version}" if job.baseline_version else "the untrained version"

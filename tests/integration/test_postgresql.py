@@ -12,11 +12,10 @@ import os
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -34,13 +33,6 @@ QUESTIONS = [
     ("When is customer service open?", "Monday to Friday"),
 ]
 POOL = 3
-
-
-def _database_for_this_test(server_url: str) -> str:
-    name = f"restart_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
 
 
 def _restart(server_url: str) -> None:
@@ -111,8 +103,10 @@ def _watching(
         watch.join()
 
 
-def test_bounded_connections_and_a_database_restart_without_a_web_restart(tmp_path, postgres_url):
-    database_url = _database_for_this_test(postgres_url)
+def test_bounded_connections_and_a_database_restart_without_a_web_restart(
+    tmp_path, postgres_url, postgres_database_url
+):
+    database_url = postgres_database_url
     database = urlsplit(database_url).path.lstrip("/")
     env = product_env(tmp_path / "data", DATABASE_URL=database_url, DATABASE_POOL_MAX_SIZE=str(POOL))
     manage(env, "migrate", "--noinput")
