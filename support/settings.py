@@ -251,9 +251,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a killed pool process: its task goes
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True  # their ack could not reach the broker
 CELERY_TASK_ANNOTATIONS = {"knowledge.tasks.sync_source_task": {"acks_late": False}}  # long: see above
 # The queue retraining jobs go to: a worker with a GPU can take them alone with `celery worker -Q training` and
-# LEARNING_QUEUE=training (fine-tuning uses the GPU when torch sees one); the default queue otherwise.
+# LEARNING_QUEUE=training (fine-tuning uses the GPU when torch sees one); the default queue otherwise. Making a
+# fine-tuned version live goes there too: it embeds the whole knowledge base with that version's encoder (minutes),
+# which would hold up knowledge uploads (sync_source_task) on the default queue.
 LEARNING_QUEUE = env_str("LEARNING_QUEUE", "celery")
-CELERY_TASK_ROUTES = {"learning.tasks.run_retraining_job": {"queue": LEARNING_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "learning.tasks.run_retraining_job": {"queue": LEARNING_QUEUE},
+    "learning.tasks.activate_version_task": {"queue": LEARNING_QUEUE},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]

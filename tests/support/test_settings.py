@@ -127,6 +127,28 @@ def test_production_parts_are_switched_on_by_their_urls():
     ]
 
 
+def test_learning_work_goes_to_the_learning_queue():
+    """Retraining and making a fine-tuned version live (an index built with its encoder) leave the default queue
+    to knowledge uploads when ops give learning a queue of its own."""
+    learning = ("learning.tasks.run_retraining_job", "learning.tasks.activate_version_task")
+    tasks = (*learning, "knowledge.tasks.sync_source_task")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from support.celery import app; "
+            f"print(*[app.amqp.router.route({{}}, name)['queue'].name for name in {tasks!r}])",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "support.settings", "LEARNING_QUEUE": "training"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["training", "training", "celery"]
+
+
 def test_defaults_need_no_services_and_keep_debug_off():
     env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DATABASE_URL", "CELERY_BROKER_URL", "CHROMA_URL"}}
     result = subprocess.run(
