@@ -253,7 +253,7 @@ CELERY_TASK_ANNOTATIONS = {"knowledge.tasks.sync_source_task": {"acks_late": Fal
 # The queue retraining jobs go to: a worker with a GPU can take them alone with `celery worker -Q training` and
 # LEARNING_QUEUE=training (fine-tuning uses the GPU when torch sees one); the default queue otherwise. Making a
 # fine-tuned version live goes there too: it embeds the whole knowledge base with that version's encoder (minutes),
-# which would hold up knowledge uploads (sync_source_task) on the default queue.
+# which would hold up conversation logging and knowledge uploads on the default queue.
 LEARNING_QUEUE = env_str("LEARNING_QUEUE", "celery")
 CELERY_TASK_ROUTES = {
     "learning.tasks.run_retraining_job": {"queue": LEARNING_QUEUE},

@@ -129,9 +129,9 @@ def test_production_parts_are_switched_on_by_their_urls():
 
 def test_learning_work_goes_to_the_learning_queue():
     """Retraining and making a fine-tuned version live (an index built with its encoder) leave the default queue
-    to knowledge uploads when ops give learning a queue of its own."""
+    to conversation logging and knowledge uploads when ops give learning a queue of its own."""
     learning = ("learning.tasks.run_retraining_job", "learning.tasks.activate_version_task")
-    tasks = (*learning, "knowledge.tasks.sync_source_task")
+    tasks = (*learning, "learning.tasks.log_turn", "knowledge.tasks.sync_source_task")
     result = subprocess.run(
         [
             sys.executable,
@@ -146,7 +146,7 @@ def test_learning_work_goes_to_the_learning_queue():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["training", "training", "celery"]
+    assert result.stdout.split() == ["training", "training", "celery", "celery"]
 
 
 def test_defaults_need_no_services_and_keep_debug_off():
