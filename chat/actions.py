@@ -370,7 +370,7 @@ def escalate(
         conversation.status = Conversation.Status.WAITING
         if by_email:
             email = f" ({locked.customer_email})" if locked.customer_email else ""
-            notice_text = say("queued_by_email", language, hours=settings.BUSINESS_HOURS, email=email)
+            notice_text = say("queued_by_email", language, hours=hours.describe(language), email=email)
         else:
             # No place or estimate in the text: both change while the customer waits (the widget's banner
             # shows them live from queue_info); a number frozen in a message would soon be wrong.

@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from chat.texts import DAY_NAMES, text
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PART = re.compile(
     r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})$"
@@ -40,6 +42,30 @@ def parse(spec: str) -> dict[int, list[tuple[time, time]]]:
             for day in span:
                 opening.setdefault(day, []).append((start, end))
     return opening
+
+
+def describe(language: str, spec: str | None = None) -> str:
+    """The hours as a customer reads them, in their language and naming the time zone they are kept in
+    ("lunes a viernes, 09:00–18:00, hora de Madrid"). The widget says when the team is back in the customer's
+    own time zone; naming this one keeps the two from seeming to disagree."""
+    spec = (spec if spec is not None else settings.BUSINESS_HOURS).strip().lower()
+    parse(spec)  # a bad spec fails here as everywhere else
+    names = DAY_NAMES.get(language, DAY_NAMES["en"])
+    parts = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        match = _PART.match(part)
+        if match is None:  # "always": the hours are never described to a customer then
+            return part
+        days = []
+        for span in match["days"].split(","):
+            first, _, last = span.partition("-")
+            first_name = names[DAYS.index(first)]
+            days.append(
+                text("hours_days", language, first=first_name, last=names[DAYS.index(last)]) if last else first_name
+            )
+        parts.append(f"{', '.join(days)}, {match['start'].zfill(5)}–{match['end'].zfill(5)}")
+    zone = settings.TIME_ZONE.rsplit("/", 1)[-1].replace("_", " ")
+    return f"{'; '.join(parts)}, {text('hours_zone', language, zone=zone)}"
 
 
 def is_open(at: datetime | None = None, spec: str | None = None) -> bool:

@@ -97,6 +97,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "es": "Una persona del equipo gestionará tu solicitud sobre tus datos personales.",
         "en": "A person on our team will handle your request about your personal data.",
     },
+    # business hours as the customer reads them (chat.hours.describe)
+    "hours_days": {"es": "{first} a {last}", "en": "{first} to {last}"},
+    "hours_zone": {"es": "hora de {zone}", "en": "{zone} time"},
+}
+
+DAY_NAMES: dict[str, tuple[str, ...]] = {  # Monday first, as chat.hours.DAYS
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
 }
 
 

@@ -44,6 +44,26 @@ def test_hours_that_never_open_have_no_next_opening(settings):
     assert hours.next_opening(at(7, 12), "") is None
 
 
+@pytest.mark.parametrize(
+    ("spec", "language", "described"),
+    [
+        (OFFICE, "es", "lunes a viernes, 09:00–18:00; sábado, 10:00–14:00, hora de Madrid"),
+        (OFFICE, "en", "Monday to Friday, 09:00–18:00; Saturday, 10:00–14:00, Madrid time"),
+        ("mon,wed 9:00-12:30", "es", "lunes, miércoles, 09:00–12:30, hora de Madrid"),
+        ("sun 10:00-14:00", "fr", "Sunday, 10:00–14:00, Madrid time"),  # a language without names: English
+    ],
+)
+def test_hours_are_told_to_the_customer_in_their_language_and_time_zone(settings, spec, language, described):
+    # not "mon-fri 09:00-18:00" in a Spanish sentence, next to a "back at" the widget gives in the customer's zone
+    settings.TIME_ZONE = "Europe/Madrid"
+    assert hours.describe(language, spec) == described
+
+
+def test_hours_name_the_zone_they_are_kept_in(settings):
+    settings.TIME_ZONE = "America/Mexico_City"
+    assert hours.describe("es", "mon-fri 09:00-18:00") == "lunes a viernes, 09:00–18:00, hora de Mexico City"
+
+
 # --- the widget's config -----------------------------------------------------------------------------
 def _hours_excluding_today() -> str:
     today = timezone.localtime().weekday()
