@@ -88,7 +88,7 @@ def outcomes(routed: Routed, rows: list[int], answer_at: float, choices_at: floa
             offered = tuple(routed.keys[e] for e, _ in scored.candidates[:MAX_CHOICES] if e in routed.keys)
             out.append(Outcome(query, None, "choices", 0.0, offered))
         else:
-            out.append(Outcome(query, None, "low_confidence" if scored.entry_id else "out_of_scope", 0.0))
+            out.append(Outcome(query, None, "low_confidence" if model.covers(scored) else "out_of_scope", 0.0))
     return out
 
 

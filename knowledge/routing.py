@@ -116,8 +116,7 @@ def load_model(kb: KnowledgeBase, artefact: dict[str, Any]) -> RoutingModel:
     model = RoutingModel.from_dict(artefact)
     answerable = Entry.objects.filter(knowledge_base=kb).answerable()
     model.include_entries(str(entry_id) for entry_id in answerable.values_list("pk", flat=True))
-    model.entry_languages = entry_languages(kb)
-    return model
+    return deployed(kb, model)
 
 
 def forget_cached_models() -> None:
@@ -130,7 +129,14 @@ def untrained_model(kb: KnowledgeBase) -> RoutingModel:
     entry_ids = [str(pk) for pk in Entry.objects.filter(knowledge_base=kb).answerable().values_list("pk", flat=True)]
     model = RoutingModel.train(entry_ids, kind_weights=kind_weights(kb))
     model.threshold = settings.CONFIDENCE_THRESHOLD
+    return deployed(kb, model)
+
+
+def deployed(kb: KnowledgeBase, model: RoutingModel, encoder: TextEncoder | None = None) -> RoutingModel:
+    """``model`` knowing what it is not saved with: the languages of every entry (``aligned``), and below which
+    similarity the encoder (default the knowledge base's) puts unrelated text (``RoutingModel.min_similarity``)."""
     model.entry_languages = entry_languages(kb)
+    model.min_similarity = (encoder or index.encoder_of(kb)).unrelated_similarity
     return model
 
 
@@ -248,7 +254,7 @@ def route(kb: KnowledgeBase, text: str, model: RoutingModel | None = None) -> De
     return Decision(
         Outcome.HANDOVER,
         scored.confidence,
-        reason=HandoverReason.LOW_CONFIDENCE if scored.entry_id is not None else HandoverReason.OUT_OF_SCOPE,
+        reason=HandoverReason.LOW_CONFIDENCE if model.covers(scored) else HandoverReason.OUT_OF_SCOPE,
         candidates=candidates,
         latency_ms=latency,
         version=version,
@@ -292,7 +298,7 @@ def train_model(
         ),
         kind_weights=kind_weights(kb),
     )
-    model.entry_languages = entry_languages(kb)
+    deployed(kb, model, encoder)
     model.threshold = settings.CONFIDENCE_THRESHOLD  # until calibrate_model chooses one, as for an untrained model
     return model
 

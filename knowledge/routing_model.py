@@ -26,6 +26,10 @@ small, separately testable stages:
    target and the out-of-scope recall stays above its floor. Without a calibration file, default calibrator weights
    (fitted once on public intent sets, see ``DEFAULT_CALIBRATORS``) and default thresholds are used.
 
+Without a head, an entry no closer to the message than unrelated text gets to the encoder (``min_similarity``, from
+``TextEncoder.unrelated_similarity``) is neither answered nor offered (``covers``): the softmax is relative, and on a
+small FAQ the nearest entry stands out even for "what are black holes". The thresholds are calibrated without it.
+
 Only numpy is needed at query time. Training the head uses torch (imported lazily) with full-batch L-BFGS: about
 2-3 s for 15k examples on two CPU cores.
 """
@@ -437,6 +441,7 @@ class RoutingModel:
     entry_wrong_prior: float = 0.0  # the same for entries without calibration statistics
     entry_languages: dict[str, frozenset[str]] = field(default_factory=dict)  # entry -> languages it is written in
     choice_threshold: float = DEFAULT_CHOICE_THRESHOLD  # offer the best three from this choice_mass up
+    min_similarity: float = 0.0  # without a head: below this plain similarity, no entry covers the message
     version: int = MODEL_VERSION
 
     # ---- training -------------------------------------------------------------------------------------------------
@@ -623,14 +628,21 @@ class RoutingModel:
         conf = self._confidence(scored.features) if scored.entry_id is not None else 0.0
         return Scored(scored.entry_id, conf, scored.candidates, scored.features)
 
+    def covers(self, scored: Scored) -> bool:
+        """Some entry is closer to the message than unrelated text gets (``min_similarity``). With a head, its
+        out-of-scope class says so instead."""
+        return scored.entry_id is not None and (
+            self.head is not None or scored.features.get("sim", 0.0) >= self.min_similarity
+        )
+
     def decide(self, scored: Scored) -> bool:
         """True = answer with ``scored.entry_id``; False = offer choices or hand over (``offers_choices``)."""
-        return scored.entry_id is not None and scored.confidence >= self.threshold
+        return self.covers(scored) and scored.confidence >= self.threshold
 
     def offers_choices(self, scored: Scored) -> bool:
         """Not confident enough to answer, but the right entry is likely among the best three: offer them."""
         return (
-            scored.entry_id is not None
+            self.covers(scored)
             and not self.decide(scored)
             and scored.features.get("choice_mass", 0.0) >= self.choice_threshold
         )

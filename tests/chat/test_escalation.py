@@ -91,6 +91,19 @@ async def test_message_nothing_in_the_knowledge_base_covers_is_escalated_out_of_
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
+@pytest.mark.parametrize("question", ["¿Cuál es la capital de Francia?", "what are black holes"])
+async def test_a_question_far_from_every_entry_of_a_small_faq_is_handed_over_without_choices(chat: Chat, question):
+    # with 14 entries, the closest one stands out from the rest even for unrelated questions: the capital of France
+    # was answered from "¿En qué ciudades estáis?", and most such questions got three unrelated buttons
+    sent = await chat.send(question)
+    assert not sent.of("choices")
+    assert [reply["role"] for reply in sent.replies] == ["system"]  # no entry's answer
+    [ticket] = await tickets(chat.id)
+    assert_handed_over(ticket, Ticket.Reason.OUT_OF_SCOPE)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
 async def test_same_question_right_after_its_answer_is_escalated_as_repeated_failure(chat: Chat):
     first = await chat.send("¿Cómo cancelo mi suscripción?")
     assert [r["role"] for r in first.replies] == ["bot"]

