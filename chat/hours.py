@@ -22,24 +22,36 @@ class BadBusinessHours(ValueError):
     pass
 
 
-@lru_cache(maxsize=8)
-def parse(spec: str) -> dict[int, list[tuple[time, time]]]:
-    """Weekday (0 = Monday) → open intervals. "always" means 24/7."""
-    spec = spec.strip().lower()
-    if spec in {"always", "24/7"}:
-        return {day: [(time(0, 0), time(23, 59, 59))] for day in range(7)}
-    opening: dict[int, list[tuple[time, time]]] = {}
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
+ALWAYS = frozenset({"always", "24/7"})
+
+
+def _parts(spec: str) -> list[tuple[list[tuple[int, int]], time, time]]:
+    """Each ";"-part of a spec: its day spans (first, last weekday; 0 = Monday) and its opening and closing time."""
+    parts = []
+    for part in filter(None, (p.strip() for p in spec.strip().lower().split(";"))):
         match = _PART.match(part)
         if not match:
             raise BadBusinessHours(f"BUSINESS_HOURS part {part!r} is not like 'mon-fri 09:00-18:00'")
-        start, end = (time.fromisoformat(match[g].zfill(5)) for g in ("start", "end"))
+        spans = []
         for days in match["days"].split(","):
             first, _, last = days.partition("-")
             if first not in DAYS or (last and last not in DAYS):
                 raise BadBusinessHours(f"BUSINESS_HOURS: unknown day in {days!r}")
-            span = range(DAYS.index(first), DAYS.index(last or first) + 1)
-            for day in span:
+            spans.append((DAYS.index(first), DAYS.index(last or first)))
+        start, end = (time.fromisoformat(match[g].zfill(5)) for g in ("start", "end"))
+        parts.append((spans, start, end))
+    return parts
+
+
+@lru_cache(maxsize=8)
+def parse(spec: str) -> dict[int, list[tuple[time, time]]]:
+    """Weekday (0 = Monday) → open intervals. "always" means 24/7."""
+    if spec.strip().lower() in ALWAYS:
+        return {day: [(time(0, 0), time(23, 59, 59))] for day in range(7)}
+    opening: dict[int, list[tuple[time, time]]] = {}
+    for spans, start, end in _parts(spec):
+        for first, last in spans:
+            for day in range(first, last + 1):
                 opening.setdefault(day, []).append((start, end))
     return opening
 
@@ -48,22 +60,17 @@ def describe(language: str, spec: str | None = None) -> str:
     """The hours as a customer reads them, in their language and naming the time zone they are kept in
     ("lunes a viernes, 09:00–18:00, hora de Madrid"). The widget says when the team is back in the customer's
     own time zone; naming this one keeps the two from seeming to disagree."""
-    spec = (spec if spec is not None else settings.BUSINESS_HOURS).strip().lower()
-    parse(spec)  # a bad spec fails here as everywhere else
+    spec = spec if spec is not None else settings.BUSINESS_HOURS
+    if spec.strip().lower() in ALWAYS:
+        return spec  # never told: the team is always there
     names = DAY_NAMES.get(language, DAY_NAMES["en"])
     parts = []
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
-        match = _PART.match(part)
-        if match is None:  # "always": the hours are never described to a customer then
-            return part
-        days = []
-        for span in match["days"].split(","):
-            first, _, last = span.partition("-")
-            first_name = names[DAYS.index(first)]
-            days.append(
-                text("hours_days", language, first=first_name, last=names[DAYS.index(last)]) if last else first_name
-            )
-        parts.append(f"{', '.join(days)}, {match['start'].zfill(5)}–{match['end'].zfill(5)}")
+    for spans, start, end in _parts(spec):
+        days = [
+            names[first] if first == last else text("hours_days", language, first=names[first], last=names[last])
+            for first, last in spans
+        ]
+        parts.append(f"{', '.join(days)}, {start:%H:%M}–{end:%H:%M}")
     zone = settings.TIME_ZONE.rsplit("/", 1)[-1].replace("_", " ")
     return f"{'; '.join(parts)}, {text('hours_zone', language, zone=zone)}"
 

@@ -26,23 +26,27 @@ HOLD_S = 1.5
 """How long the first side keeps its transaction open after the other side has been let go."""
 
 
-def _version(kb_id: int, number: int) -> Any:
+def _connected_with(kb_id: int, number: int) -> Any:
+    """In a spawned process: Django set up, connected, and version ``number`` of the knowledge base."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
     from knowledge.models import RoutingVersion
 
-    return RoutingVersion.objects.select_related("knowledge_base").get(knowledge_base_id=kb_id, number=number)
+    version = RoutingVersion.objects.select_related("knowledge_base").get(knowledge_base_id=kb_id, number=number)
+    connection.ensure_connection()
+    return version
 
 
 def job_switch(kb_id: int, ordering: str, barrier: Any, out: Any) -> None:
     """The job's promotion step: check the live version under the lock, then switch to v3 if it has not moved."""
-    import django
-
-    django.setup()
-    from django.db import connection, transaction
+    candidate = _connected_with(kb_id, 3)
+    from django.db import transaction
 
     from knowledge import routing
 
-    candidate = _version(kb_id, 3)
-    connection.ensure_connection()
     try:
         if ordering == "ops-first":
             barrier.wait()  # ops holds the lock now
@@ -60,15 +64,11 @@ def job_switch(kb_id: int, ordering: str, barrier: Any, out: Any) -> None:
 
 def ops_rollback(kb_id: int, ordering: str, barrier: Any, out: Any) -> None:
     """Ops' "make v1 live" (``routing.activate_version``, which the admin's action ends in)."""
-    import django
-
-    django.setup()
-    from django.db import connection, transaction
+    version = _connected_with(kb_id, 1)
+    from django.db import transaction
 
     from knowledge import routing
 
-    version = _version(kb_id, 1)
-    connection.ensure_connection()
     try:
         if ordering == "job-first":
             barrier.wait()  # the job holds the lock now
